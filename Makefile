@@ -1,0 +1,33 @@
+# Two commands do all set-up on a fresh machine: `make test` and `make demo`.
+# Both create .venv once and reuse it; the stamp file is rebuilt only when
+# pyproject.toml changes.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.seedlock-installed
+# CPU wheel on disk; installed before anything that depends on torch so pip
+# never resolves a CUDA build from the registry.
+TORCH  := torch==2.13.0
+
+.PHONY: venv test test-fast demo lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e '.[train,dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+demo: $(STAMP)
+	$(VENV)/bin/seedlock demo
+
+clean:
+	rm -rf runs repository .pytest_cache

@@ -1,0 +1,157 @@
+"""The model manifest: seedlock's contract between training, export and serving.
+
+One ``manifest.json`` sits in every model version folder of a Triton-style
+repository (``<repo>/<model>/<version>/manifest.json``). It names the graphs
+of the model (one for a segmenter; encoder + decoder step for sequence models),
+their tensors, the pre/post-processing the server must apply, the label table,
+the training seed and config, export-time metrics, tool versions, and the
+sha256 of every file it describes. The server refuses a version whose files
+do not match (:func:`verify_files`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+DTYPES = ("float32", "float64", "float16", "int64", "int32", "uint8", "bool")
+
+
+class ManifestError(ValueError):
+    """A manifest is missing, malformed, or does not match the files beside it."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output. ``-1`` marks a dynamic axis."""
+
+    name: str
+    dtype: str
+    shape: list[int]
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ManifestError(f"tensor {self.name!r}: unsupported dtype {self.dtype!r}")
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One ONNX graph (or TensorRT plan) of a model and its tensors."""
+
+    file: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
+@dataclass
+class Manifest:
+    name: str
+    version: int
+    task: str
+    graphs: dict[str, GraphSpec]
+    files: dict[str, str] = field(default_factory=dict)
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    postprocess: dict[str, Any] = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)
+    seed: int | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    tools: dict[str, str] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    # -- serialization -------------------------------------------------
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys, fixed indent) so re-exports are byte-identical."""
+        return json.dumps(asdict(self), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Manifest":
+        try:
+            if data.get("schema_version") != SCHEMA_VERSION:
+                raise ManifestError(
+                    f"manifest schema_version {data.get('schema_version')!r} is not {SCHEMA_VERSION}; "
+                    "re-export the model with this seedlock version"
+                )
+            graphs = {
+                role: GraphSpec(
+                    file=g["file"],
+                    inputs=[TensorSpec(**t) for t in g["inputs"]],
+                    outputs=[TensorSpec(**t) for t in g["outputs"]],
+                )
+                for role, g in data["graphs"].items()
+            }
+            fields = {k: v for k, v in data.items() if k != "graphs"}
+            return cls(graphs=graphs, **fields)
+        except ManifestError:
+            raise
+        except (KeyError, TypeError) as exc:
+            raise ManifestError(f"malformed manifest: {exc!r}") from exc
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Manifest":
+        path = Path(path)
+        if path.is_dir():
+            path = path / MANIFEST_NAME
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise ManifestError(f"no manifest at {path}") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ManifestError(f"{path}: not valid JSON ({exc})") from exc
+        return cls.from_dict(data)
+
+    def save(self, folder: str | Path) -> Path:
+        out = Path(folder) / MANIFEST_NAME
+        out.write_text(self.to_json())
+        return out
+
+    # -- digests -------------------------------------------------------
+    @property
+    def digest(self) -> str:
+        """The model digest echoed in responses: sha256 over the canonical manifest,
+        which itself pins every file's sha256."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    def graph(self, role: str = "model") -> GraphSpec:
+        try:
+            return self.graphs[role]
+        except KeyError:
+            raise ManifestError(f"model {self.name!r} has no graph {role!r} (has: {sorted(self.graphs)})") from None
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def record_files(manifest: Manifest, folder: str | Path, names: list[str]) -> None:
+    """Store the sha256 of each named file (relative to ``folder``) in the manifest."""
+    folder = Path(folder)
+    manifest.files = {name: sha256_file(folder / name) for name in sorted(names)}
+
+
+def verify_files(manifest: Manifest, folder: str | Path) -> None:
+    """Raise :class:`ManifestError` unless every recorded file exists with its digest
+    and every graph file is recorded."""
+    folder = Path(folder)
+    for role, graph in manifest.graphs.items():
+        if graph.file not in manifest.files:
+            raise ManifestError(f"graph {role!r} file {graph.file!r} has no recorded digest")
+    for name, expected in manifest.files.items():
+        path = folder / name
+        if not path.is_file():
+            raise ManifestError(f"{path} is missing (half-written model?)")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ManifestError(
+                f"{path}: sha256 {actual[:12]}… does not match the manifest's {expected[:12]}… "
+                "(file changed after export; re-export the model)"
+            )

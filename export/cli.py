@@ -1,0 +1,68 @@
+"""``seedlock export``: checkpoints -> model repository, and verification."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from seedlock.core.errors import UserError
+
+
+def _export_onnx(args: argparse.Namespace) -> int:
+    from seedlock.export.onnx_export import ExportError
+    from seedlock.export.segmenter import export_segmenter
+
+    if not Path(args.checkpoint).is_file():
+        raise UserError(f"checkpoint {args.checkpoint} does not exist")
+    if args.version < 1:
+        raise UserError("--version must be a positive integer (Triton version folders start at 1)")
+    try:
+        export_segmenter(args.checkpoint, args.repository, name=args.name, version=args.version, overwrite=args.overwrite)
+    except ExportError as exc:
+        raise UserError(str(exc)) from exc
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from seedlock.export.onnx_export import ExportError
+    from seedlock.export.verify import verify_model
+
+    if not Path(args.model).is_dir():
+        raise UserError(f"{args.model} is not a model folder (expected REPOSITORY/NAME)")
+    try:
+        verify_model(args.model, version=args.version, checkpoint=args.checkpoint)
+    except ExportError as exc:
+        raise UserError(str(exc)) from exc
+    print("verify: PASS")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("export", help="export a checkpoint to a model repository and verify it",
+                            description="Export checkpoints to a Triton-style model repository (ONNX) and verify exports.")
+    cmds = parser.add_subparsers(dest="export_command", metavar="SUBCOMMAND", required=True)
+
+    onnx_p = cmds.add_parser(
+        "onnx",
+        help="checkpoint -> <repository>/<name>/<version>/model.onnx + manifest.json",
+        description="Export a training checkpoint to ONNX, check it against torch (max abs error <= 1e-4), "
+        "and write config.pbtxt, model.onnx and manifest.json into the model repository. "
+        "A failed check writes nothing.",
+    )
+    onnx_p.add_argument("checkpoint", help="checkpoint.pt written by `seedlock train`")
+    onnx_p.add_argument("--repository", required=True, help="model repository folder (created if missing)")
+    onnx_p.add_argument("--name", default="segmenter", help="model name in the repository (default: %(default)s)")
+    onnx_p.add_argument("--version", type=int, default=1, help="version folder number (default: %(default)s)")
+    onnx_p.add_argument("--overwrite", action="store_true", help="replace an existing version folder")
+    onnx_p.set_defaults(func=_export_onnx)
+
+    verify_p = cmds.add_parser(
+        "verify",
+        help="re-check an exported model's digests and ONNX Runtime parity",
+        description="Check that every file of a model version matches its manifest digest and that ONNX Runtime "
+        "reproduces the reference output recorded at export time; with --checkpoint, re-run torch too.",
+    )
+    verify_p.add_argument("model", help="REPOSITORY/NAME folder")
+    verify_p.add_argument("--version", type=int, default=None, help="version to check (default: the highest)")
+    verify_p.add_argument("--checkpoint", default=None, help="also compare against this torch checkpoint")
+    verify_p.set_defaults(func=_verify)

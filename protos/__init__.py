@@ -1,0 +1,1 @@
+"""Protocol sources (.proto) and their generated Python modules."""

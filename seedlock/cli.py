@@ -1,0 +1,70 @@
+"""The ``seedlock`` command line.
+
+Each layer registers its own subcommands (``register(subparsers)`` in its
+``cli.py``); this module only wires them together and turns user errors into
+one line on stderr. Layers are imported lazily, per command, so ``seedlock
+serve`` and ``seedlock client`` never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from seedlock import __version__
+from seedlock.core.errors import UserError
+
+# command -> (module providing register(), one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("seedlock.train.cli", "train a model (segment, ...) on embedded or your own data"),
+    "export": ("seedlock.export.cli", "export a checkpoint to a model repository and verify it"),
+    "serve": ("seedlock.serve.cli", "serve a model repository over gRPC"),
+    "client": ("seedlock.clients.cli", "call a running server (segment, health, models)"),
+    "bench": ("seedlock.bench", "measure latency and throughput, JSON out"),
+    "demo": ("seedlock.demo", "train, export, serve and call the demo models end to end"),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seedlock",
+        description="Train, export and serve seed-locked models: same model, request and seed, same bytes.",
+    )
+    parser.add_argument("--version", action="version", version=f"seedlock {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        if command is None or name == command:
+            # Import only the module for the command being run (torch-free paths stay torch-free).
+            importlib.import_module(module).register(sub)
+        else:
+            sub.add_parser(name, help=help_text)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not hasattr(args, "func"):
+        (parser.parse_args([args.command, "--help"]) if args.command else parser.print_help())
+        return 0 if args.command is None else 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"seedlock {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("seedlock: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The gRPC inference server. Never imports torch."""

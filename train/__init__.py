@@ -1,0 +1,1 @@
+"""PyTorch side of seedlock: models, layers, losses, datasets and training loops."""
