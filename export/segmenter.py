@@ -24,6 +24,7 @@ import torch
 from torch.export import Dim
 
 import seedlock
+from seedlock.core.errors import UserError
 from seedlock.core.imaging import normalize
 from seedlock.core.manifest import GraphSpec, Manifest, TensorSpec
 from seedlock.core.rng import SeedStream
@@ -129,6 +130,9 @@ def export_segmenter(
     tolerance: float = TOLERANCE,
     log: Callable[[str], None] = print,
 ) -> ExportResult:
+    target = Path(repository) / name / str(version)
+    if target.exists() and not overwrite:  # fail before the slow part
+        raise UserError(f"{target} already exists; pass --overwrite or choose another --version")
     ckpt = load_checkpoint(checkpoint)
     if ckpt.task != "segmentation":
         raise ExportError(f"{checkpoint} is a {ckpt.task!r} checkpoint, not a segmentation one")

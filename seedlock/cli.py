@@ -36,7 +36,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        if command is None or name == command:
+        if name == command:
             # Import only the module for the command being run (torch-free paths stay torch-free).
             importlib.import_module(module).register(sub)
         else:
@@ -49,10 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # Our own loggers speak at INFO; third-party libraries (onnxscript's
+    # rewriter, grpc) only when something is wrong.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("seedlock").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     if not hasattr(args, "func"):
         (parser.parse_args([args.command, "--help"]) if args.command else parser.print_help())
         return 0 if args.command is None else 2

@@ -1,0 +1,132 @@
+"""Segmenter export: repository layout, parity, determinism, verify, CLI errors."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from conftest import make_tiny_checkpoint, run_cli
+from seedlock.core.manifest import Manifest
+from seedlock.core.repository import load_version
+from seedlock.export.onnx_export import ExportError
+from seedlock.export.segmenter import export_segmenter
+from seedlock.export.verify import verify_model
+from seedlock.train.checkpoint import load_checkpoint
+
+
+def test_repository_layout_and_manifest(segmenter_repository, tiny_checkpoint):
+    model_dir = segmenter_repository / "segmenter"
+    assert sorted(p.name for p in model_dir.iterdir()) == ["1", "config.pbtxt"]
+    files = sorted(p.name for p in (model_dir / "1").iterdir())
+    assert files == ["manifest.json", "model.onnx", "reference_input.npy", "reference_output.npy"]
+    m = Manifest.load(model_dir / "1")
+    assert m.task == "segmentation" and m.name == "segmenter" and m.version == 1
+    assert m.graphs["model"].inputs[0].shape == [-1, 3, -1, -1]
+    assert m.graphs["model"].outputs[0].shape[0] == -1
+    assert set(m.files) == {"model.onnx", "reference_input.npy", "reference_output.npy"}
+    assert m.preprocess["size"] == 32 and m.preprocess["divisor"] == 4 and m.preprocess["resize"] == "letterbox"
+    assert m.labels == load_checkpoint(tiny_checkpoint).labels
+    assert m.metrics["export_parity_max_abs"] <= 1e-4
+    assert {"torch", "onnx", "onnxruntime", "seedlock"} <= set(m.tools)
+    assert 'name: "segmenter"' in (model_dir / "config.pbtxt").read_text()
+
+
+def test_exported_model_matches_torch_on_new_shapes(segmenter_repository, tiny_checkpoint):
+    mv = load_version(segmenter_repository, "segmenter")
+    session = ort.InferenceSession(str(mv.path()), providers=["CPUExecutionProvider"])
+    model = load_checkpoint(tiny_checkpoint).model
+    x = np.random.default_rng(5).normal(size=(4, 3, 24, 40)).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    got = session.run(None, {"image": x})[0]
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_export_twice_is_byte_identical(tmp_path, tiny_checkpoint):
+    a = export_segmenter(tiny_checkpoint, tmp_path / "a", log=lambda _: None).folder
+    b = export_segmenter(tiny_checkpoint, tmp_path / "b", log=lambda _: None).folder
+    for name in ("model.onnx", "manifest.json", "reference_input.npy", "reference_output.npy"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert (a.parent / "config.pbtxt").read_bytes() == (b.parent / "config.pbtxt").read_bytes()
+
+
+def test_failed_parity_writes_nothing(tmp_path, tiny_checkpoint):
+    with pytest.raises(ExportError, match="nothing was written"):
+        export_segmenter(tiny_checkpoint, tmp_path / "repo", tolerance=1e-15, log=lambda _: None)
+    assert not (tmp_path / "repo" / "segmenter" / "1").exists()
+    leftovers = list((tmp_path / "repo").rglob("*")) if (tmp_path / "repo").exists() else []
+    assert [p for p in leftovers if p.is_file()] == []
+
+
+def test_verify_passes_then_catches_tampering(tmp_path, tiny_checkpoint):
+    folder = export_segmenter(tiny_checkpoint, tmp_path, log=lambda _: None).folder
+    rows = verify_model(tmp_path / "segmenter", checkpoint=tiny_checkpoint, log=lambda _: None)
+    assert rows[0].case == "stored reference" and all(r.ok for r in rows) and len(rows) >= 4
+    # a changed reference output is caught by its digest before any parity runs
+    ref = np.load(folder / "reference_output.npy")
+    np.save(folder / "reference_output.npy", ref + 1.0)
+    with pytest.raises(ExportError, match="digest check failed"):
+        verify_model(tmp_path / "segmenter", log=lambda _: None)
+
+
+def test_verify_detects_parity_drift_when_digest_is_rerecorded(tmp_path, tiny_checkpoint):
+    """If someone edits the reference and re-records digests, the parity check still fails."""
+    from seedlock.core.manifest import record_files
+
+    folder = export_segmenter(tiny_checkpoint, tmp_path, log=lambda _: None).folder
+    np.save(folder / "reference_output.npy", np.load(folder / "reference_output.npy") + 0.01)
+    m = Manifest.load(folder)
+    record_files(m, folder, list(m.files))
+    m.save(folder)
+    with pytest.raises(ExportError, match="parity check failed"):
+        verify_model(tmp_path / "segmenter", log=lambda _: None)
+
+
+def test_cli_export_and_verify(tmp_path, tiny_checkpoint):
+    proc = run_cli("export", "onnx", str(tiny_checkpoint), "--repository", str(tmp_path), "--name", "seg", "--version", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "PASS" in proc.stdout and "FAIL" not in proc.stdout
+    assert (tmp_path / "seg" / "2" / "model.onnx").is_file()
+    proc = run_cli("export", "verify", str(tmp_path / "seg"))
+    assert proc.returncode == 0 and "verify: PASS" in proc.stdout
+    # exporting onto an existing version is refused with one line
+    proc = run_cli("export", "onnx", str(tiny_checkpoint), "--repository", str(tmp_path), "--name", "seg", "--version", "2")
+    assert proc.returncode == 2 and "already exists" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [(None, "checkpoint"), (b"not a checkpoint at all", "not a readable checkpoint")],
+)
+def test_cli_user_errors_are_one_line(tmp_path, content, message):
+    path = tmp_path / "bad.pt"
+    if content is not None:
+        path.write_bytes(content)
+    proc = run_cli("export", "onnx", str(path), "--repository", str(tmp_path / "repo"))
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+    good = make_tiny_checkpoint(tmp_path / "good.pt")
+    data = good.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    proc = run_cli("export", "onnx", str(tmp_path / "cut.pt"), "--repository", str(tmp_path / "repo"))
+    assert proc.returncode == 2
+    assert "corrupt or truncated" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_help_reads_well():
+    top = run_cli("--help")
+    assert top.returncode == 0
+    for command in ("train", "export", "serve", "client", "bench", "demo"):
+        assert command in top.stdout
+    export = run_cli("export", "onnx", "--help")
+    assert export.returncode == 0 and "--repository" in export.stdout and "1e-4" in export.stdout
+    bad = run_cli("export", "onnx")
+    assert bad.returncode == 2 and "required" in bad.stderr
