@@ -1,0 +1,90 @@
+# syntax=docker/dockerfile:1
+#
+# seedlock inference server. Serving stack only: ONNX Runtime + gRPC, no torch.
+#
+#   GPU (default): NVIDIA CUDA runtime base, the `gpu` extra (onnxruntime-gpu + TensorRT)
+#     docker build -t seedlock:gpu .
+#     docker run --gpus all -p 8001:8001 -v "$PWD/repository:/models:ro" seedlock:gpu
+#   CPU:
+#     docker build --build-arg VARIANT=cpu -t seedlock:cpu .
+#     docker run -p 8001:8001 -v "$PWD/repository:/models:ro" seedlock:cpu
+#
+# Arguments after the image name replace the default CMD (the flags of
+# `seedlock serve`), e.g. `... seedlock:gpu --repository /models --host 0.0.0.0 --providers cuda`.
+
+ARG VARIANT=gpu
+ARG CUDA_BASE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+ARG CPU_BASE=ubuntu:24.04
+
+FROM ${CUDA_BASE} AS base-gpu
+FROM ${CPU_BASE} AS base-cpu
+
+# ---------------------------------------------------------------------------
+# base-gpu or base-cpu, the stages above (their tags are pinned there).
+# hadolint ignore=DL3006
+FROM base-${VARIANT} AS base
+ENV DEBIAN_FRONTEND=noninteractive \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/seedlock \
+    PATH=/opt/seedlock/bin:$PATH
+# The base image tag pins the distribution release; its security updates should flow in.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
+# ---------------------------------------------------------------------------
+FROM base AS build
+ARG VARIANT
+WORKDIR /src
+# setuptools lists every layer's package, so all layer folders are copied;
+# only the serving dependencies are installed (torch comes with the `train`
+# extra, which the image never installs).
+COPY pyproject.toml README.md ./
+COPY seedlock/ seedlock/
+COPY core/ core/
+COPY protos/ protos/
+COPY serve/ serve/
+COPY clients/ clients/
+COPY train/ train/
+COPY export/ export/
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# onnxruntime (CPU) is a default dependency and onnxruntime-gpu ships the same
+# `onnxruntime` package: on GPU images the CPU wheel is removed and the GPU
+# wheel reinstalled so its files are the ones left in place.
+RUN python3 -m venv "$VIRTUAL_ENV" \
+    && if [ "$VARIANT" = "gpu" ]; then \
+         pip install --no-cache-dir "./[gpu]" \
+         && ORT_GPU="$(python -c 'import importlib.metadata as m; print(m.version("onnxruntime-gpu"))')" \
+         && pip uninstall -y onnxruntime onnxruntime-gpu \
+         && pip install --no-cache-dir --no-deps "onnxruntime-gpu==${ORT_GPU}"; \
+       else \
+         pip install --no-cache-dir .; \
+       fi \
+    && python -c "import importlib.util as u, sys; sys.exit('torch must not be in the serving image' if u.find_spec('torch') else 0)" \
+    && python -c "import onnxruntime as ort; print('onnxruntime', ort.__version__, ort.get_available_providers())"
+
+# ---------------------------------------------------------------------------
+FROM base AS runtime
+ARG VARIANT
+LABEL org.opencontainers.image.title="seedlock" \
+      org.opencontainers.image.description="seed-locked gRPC inference server (KServe v2 + seedlock.v1 task services)" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      ai.seedlock.variant="${VARIANT}"
+COPY --from=build /opt/seedlock /opt/seedlock
+RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/seedlock seedlock \
+    && mkdir -p /models /home/seedlock/.cache/seedlock \
+    && chown seedlock:seedlock /models /home/seedlock/.cache/seedlock
+USER 10001:10001
+WORKDIR /home/seedlock
+# The model repository (Triton layout, from `seedlock export`); mount it read-only.
+VOLUME ["/models"]
+EXPOSE 8001
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-m", "seedlock.serve.healthcheck", "--address", "127.0.0.1:8001"]
+# Exec form: the server is PID 1 and gets SIGTERM itself, so `docker stop` drains in-flight requests.
+ENTRYPOINT ["seedlock", "serve"]
+CMD ["--repository", "/models", "--host", "0.0.0.0", "--port", "8001"]

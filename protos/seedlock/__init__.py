@@ -1,0 +1,1 @@
+"""seedlock's own protocol packages."""

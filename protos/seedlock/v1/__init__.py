@@ -1,0 +1,1 @@
+"""``seedlock.v1`` task services (generated; see ``seedlock.protos.generate``)."""

@@ -1,0 +1,98 @@
+"""``seedlock serve``: serve a model repository until SIGTERM / Ctrl-C, then drain."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+log = logging.getLogger("seedlock.serve")
+
+
+def _names(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    from seedlock.serve.defaults import (
+        DEFAULT_GRACE_S,
+        DEFAULT_MAX_INFLIGHT,
+        DEFAULT_MAX_MESSAGE_BYTES,
+        DEFAULT_PORT,
+        DEFAULT_WORKERS,
+    )
+
+    parser.add_argument("--repository", required=True, help="model repository folder (Triton layout, from `seedlock export`)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 for every interface (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port; 0 picks a free one (default: %(default)s, as Triton's gRPC port)")
+    parser.add_argument("--models", type=_names, default=None, help="comma-separated model names to serve (default: all)")
+    parser.add_argument("--providers", default=None,
+                        help="ONNX Runtime execution providers in priority order, e.g. trt,cuda,cpu "
+                        "(default: the best this build has: TensorRT > CUDA > CPU)")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads per model session (default: the cores available)")
+    parser.add_argument("--inter-op-threads", type=int, default=1, help="inter-op threads per session (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="gRPC worker threads (default: %(default)s)")
+    parser.add_argument("--max-inflight", type=int, default=DEFAULT_MAX_INFLIGHT,
+                        help="requests per model running at once; more are refused with RESOURCE_EXHAUSTED (default: %(default)s)")
+    parser.add_argument("--model-concurrency", type=int, default=None,
+                        help="requests per model computing at once; the rest of the in-flight ones wait their turn "
+                        "(default: max(2, cores / threads))")
+    parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
+                        help="largest request or response in bytes (default: %(default)s)")
+    parser.add_argument("--grace", type=float, default=DEFAULT_GRACE_S, help="seconds in-flight requests get to finish on SIGTERM (default: %(default)s)")
+    parser.add_argument("--spin", action="store_true", help="let ONNX Runtime threads spin between ops (lower latency, more CPU)")
+    parser.add_argument("--trt-cache", default=None, help="TensorRT engine cache folder (default: ~/.cache/seedlock/tensorrt)")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from seedlock.serve.server import start_server
+
+    stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        stop.set()
+
+    # Installed before loading, so a SIGTERM during start-up still exits cleanly.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    running = start_server(
+        args.repository,
+        host=args.host,
+        port=args.port,
+        models=args.models,
+        providers=args.providers,
+        intra_op_threads=args.threads,
+        inter_op_threads=args.inter_op_threads,
+        max_message_bytes=args.max_message_bytes,
+        max_inflight=args.max_inflight,
+        workers=args.workers,
+        model_concurrency=args.model_concurrency,
+        allow_spinning=args.spin,
+        cache_dir=args.trt_cache,
+    )
+    # One line on stdout for scripts and tests that started us with --port 0.
+    print(f"seedlock serve: listening on {running.address}", flush=True)
+    while not stop.wait(0.5):  # short waits keep the main thread responsive to signals
+        pass
+    name = signal.Signals(received[0]).name if received else "signal"
+    log.info("%s received", name)
+    running.stop(grace=args.grace)
+    log.info("stopped cleanly")
+    sys.stdout.flush()
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve a model repository over gRPC",
+        description="Serve every model in a repository on one port: KServe v2 (tritonclient-compatible), "
+        "seedlock.v1 task services, grpc.health.v1 and reflection. Models whose files do not match their "
+        "manifest digests are refused; the rest still serve. SIGTERM drains in-flight requests and exits 0.",
+    )
+    add_server_arguments(parser)
+    parser.set_defaults(func=_serve)

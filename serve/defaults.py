@@ -1,0 +1,8 @@
+"""Server defaults, in a module of their own so ``seedlock serve --help`` stays
+quick (no onnxruntime import)."""
+
+DEFAULT_PORT = 8001  # Triton's gRPC port, so v2 clients find us where they look
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+DEFAULT_WORKERS = 16
+DEFAULT_MAX_INFLIGHT = 16
+DEFAULT_GRACE_S = 30.0
