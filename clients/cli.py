@@ -100,6 +100,14 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+# Task client commands beyond segmentation: each module provides
+# ``register_client(client_subparsers, common_parser)``. Adding one is one line here.
+TASK_CLIENT_MODULES: tuple[str, ...] = (
+    "seedlock.clients.captioning_cli",
+    "seedlock.clients.composition_cli",
+)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "client", help="call a running server (segment, health, models)",
@@ -124,3 +132,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     models = sub.add_parser("models", parents=[common], help="list models: versions, task, digest, provider")
     models.set_defaults(func=_models)
+
+    import importlib
+
+    for module in TASK_CLIENT_MODULES:
+        importlib.import_module(module).register_client(sub, common)

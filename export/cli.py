@@ -7,6 +7,13 @@ from pathlib import Path
 
 from seedlock.core.errors import UserError
 
+# Exports of the other pipelines: each module provides ``register_export(export_subparsers)``.
+EXPORT_MODULES: tuple[str, ...] = (
+    "seedlock.export.caption_cli",
+    "seedlock.export.compose_cli",
+    "seedlock.export.fingerprint_cli",
+)
+
 
 def _export_onnx(args: argparse.Namespace) -> int:
     from seedlock.export.onnx_export import ExportError
@@ -44,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     onnx_p = cmds.add_parser(
         "onnx",
-        help="checkpoint -> <repository>/<name>/<version>/model.onnx + manifest.json",
+        help="segmentation checkpoint -> <repository>/<name>/<version>/model.onnx + manifest.json",
         description="Export a training checkpoint to ONNX, check it against torch (max abs error <= 1e-4), "
         "and write config.pbtxt, model.onnx and manifest.json into the model repository. "
         "A failed check writes nothing.",
@@ -66,3 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     verify_p.add_argument("--version", type=int, default=None, help="version to check (default: the highest)")
     verify_p.add_argument("--checkpoint", default=None, help="also compare against this torch checkpoint")
     verify_p.set_defaults(func=_verify)
+
+    import importlib
+
+    for module in EXPORT_MODULES:
+        importlib.import_module(module).register_export(cmds)

@@ -17,6 +17,13 @@ from typing import Any, Callable
 
 from seedlock.core.errors import UserError
 
+# Benches of other layers: each module provides ``register(bench_subparsers)``.
+BENCH_MODULES: tuple[str, ...] = (
+    "seedlock.serve.bench",
+    "seedlock.serve.captioning_bench",
+    "seedlock.serve.composition_bench",
+)
+
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -127,8 +134,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     infer.add_argument("--json", default=None, help="write the report here (default: print it)")
     infer.set_defaults(func=_bench_infer)
 
-    try:
-        from seedlock.serve import bench as serve_bench
-    except ImportError:  # serving layer not installed in this environment
-        return
-    serve_bench.register(benches)
+    import importlib
+
+    for module in BENCH_MODULES:
+        importlib.import_module(module).register(benches)

@@ -1,118 +1,79 @@
 """``seedlock demo``: the main job end to end on the embedded defaults.
 
-For the segmenter: train a small U-Net-BN on procedural scenes, export it into
-a model repository (verified against torch), run the exported model on a
-held-out scene, then start the gRPC server and call it through the client CLI,
-checking the served mask is the in-process one, byte for byte.
+Each pipeline is a stage module (``seedlock.demo_<task>``) with
+``train_and_export(out, repository, steps, log) -> dict`` and
+``call(server, out, client, log) -> dict``. The demo trains and exports every
+stage into one model repository, starts one gRPC server on it, calls each
+stage's client command against it, and writes ``summary.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
 
 from seedlock.core.errors import UserError
 
-# Scenes past every train/val index: never seen in training or validation.
-HELDOUT_INDEX = 1_000_000
+# stage name -> module; adding a pipeline to the demo is one line here.
+STAGES: dict[str, str] = {
+    "segment": "seedlock.demo_segment",
+    "caption": "seedlock.demo_caption",
+    "compose": "seedlock.demo_compose",
+}
 
 
 def _banner(text: str) -> None:
     print(f"\n== {text} " + "=" * max(0, 70 - len(text)), flush=True)
 
 
-def _client(*args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "seedlock", "client", *args], capture_output=True, text=True, timeout=120)
-    print(f"$ seedlock client {' '.join(args)}")
-    print(proc.stdout.rstrip())
+def _log(text: str) -> None:
+    print(text, flush=True)
+
+
+def run_client(*args: str) -> str:
+    """Run ``seedlock client ARGS`` as a user would, echoing the command and its output."""
+    print(f"$ seedlock client {' '.join(args)}", flush=True)
+    proc = subprocess.run([sys.executable, "-m", "seedlock", "client", *args], capture_output=True, text=True, timeout=300)
+    print(proc.stdout.rstrip(), flush=True)
     if proc.returncode != 0:
         raise UserError(f"`seedlock client {args[0]}` failed: {proc.stderr.strip()}")
     return proc.stdout
 
 
-def segmentation_demo(out: Path, repository: Path, steps: int | None, log: Callable[[str], None] = print) -> dict:
-    import onnxruntime as ort
+def _run(args: argparse.Namespace) -> int:
+    names = list(STAGES) if not args.only else [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [n for n in names if n not in STAGES]
+    if unknown:
+        raise UserError(f"unknown demo stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
+    out, repository = Path(args.out), Path(args.repository)
+    t0 = time.perf_counter()
+    summary: dict = {}
+    stages = {name: importlib.import_module(STAGES[name]) for name in names}
+    for i, (name, stage) in enumerate(stages.items(), 1):
+        _banner(f"{i}/{len(stages)} train and export: {stage.TITLE}")
+        folder = out / name
+        folder.mkdir(parents=True, exist_ok=True)
+        summary[name] = stage.train_and_export(folder, repository, args.steps, _log)
 
-    from seedlock.core import segmentation
-    from seedlock.core.imaging import overlay, write_png
-    from seedlock.core.metrics import confusion_matrix, scores_from_confusion
-    from seedlock.core.repository import load_version
-    from seedlock.export.segmenter import export_segmenter
-    from seedlock.train.data.scenes import make_scene
-    from seedlock.train.segment import demo_config, train_segmenter
-
-    _banner("1/4 train the U-Net-BN segmenter on embedded scenes")
-    overrides = {"steps": steps} if steps else {}
-    cfg = demo_config(out=str(out / "segment"), **overrides)
-    run_dir = train_segmenter(cfg)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    val = metrics["val"]
-    log(f"run folder: {run_dir}  (checkpoint.pt, config.json, metrics.json, val_prediction.png)")
-    log(f"validation mean IoU (foreground classes): {val['mean_iou']:.3f}   "
-        f"mean F1: {val['mean_f1']:.3f}   train time: {metrics['timing']['train_seconds']:.0f}s")
-
-    _banner("2/4 export to ONNX into the model repository")
-    result = export_segmenter(run_dir / "checkpoint.pt", repository, name="segmenter", version=1, overwrite=True, log=log)
-
-    _banner("3/4 run the exported model on a held-out scene (ONNX Runtime, in process)")
-    scene, truth = make_scene(cfg.data_seed, HELDOUT_INDEX, 160)
-    image, truth = scene[:, :120].copy(), truth[:, :120].copy()  # non-square: exercises the letterbox
-    mv = load_version(repository, "segmenter")
-    session = ort.InferenceSession(str(mv.path()), providers=["CPUExecutionProvider"])
-    mask = segmentation.segment(image, mv.manifest.preprocess, lambda x: session.run(None, {"image": x})[0])
-    labels = mv.manifest.labels
-    heldout = scores_from_confusion(confusion_matrix(mask, truth, len(labels)), labels)
-    write_png(out / "heldout.png", image)
-    write_png(out / "heldout_overlay.png", overlay(image, mask, len(labels)))
-    log(f"held-out scene {image.shape[1]}x{image.shape[0]}: mean IoU {heldout['mean_iou']:.3f}; "
-        f"wrote {out / 'heldout.png'} and {out / 'heldout_overlay.png'}")
-
-    served = _serve_and_call(repository, out, mask)
-    return {
-        "run_dir": str(run_dir),
-        "val_mean_iou": val["mean_iou"],
-        "heldout_mean_iou": heldout["mean_iou"],
-        "model_digest": result.manifest.digest,
-        "served_mask_matches_in_process": served,
-    }
-
-
-def _serve_and_call(repository: Path, out: Path, expected_mask: np.ndarray) -> bool:
-    from seedlock.core.imaging import read_image
     from seedlock.serve.server import start_server
 
-    _banner("4/4 serve the repository over gRPC and call it through the client CLI")
+    _banner("serve the repository over gRPC and call it through the client CLI")
     server = start_server(repository, host="127.0.0.1", port=0)
     try:
-        target = f"127.0.0.1:{server.port}"
-        print(f"server listening on {target}")
-        _client("health", "--server", target)
-        _client("models", "--server", target)
-        _client("segment", str(out / "heldout.png"), "--out", str(out / "served_mask.png"),
-                "--overlay", str(out / "served_overlay.png"), "--server", target)
+        target = server.address
+        print(f"server listening on {target}", flush=True)
+        run_client("health", "--server", target)
+        run_client("models", "--server", target)
+        for name, stage in stages.items():
+            summary[name].update(stage.call(target, out / name, run_client, _log))
     finally:
         server.stop(grace=2.0)
-    served = read_image(out / "served_mask.png")[..., 0]
-    same = bool(np.array_equal(served, expected_mask))
-    print(f"served mask == in-process mask: {same}")
-    if not same:
-        raise UserError("the served mask differs from the in-process one: seed-lock broken")
-    return same
 
-
-def _run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    repository = Path(args.repository)
-    t0 = time.perf_counter()
-    summary = {"segmentation": segmentation_demo(out, repository, args.steps)}
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     _banner("done")
@@ -122,9 +83,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("demo", help="train, export, serve and call the demo models end to end",
-                            description="Run the main job end to end on the embedded defaults: train, export to a "
-                            "model repository, run the exported model, serve it over gRPC and call it with the client.")
+                            description="Run the main job end to end on the embedded defaults: train each pipeline, "
+                            "export it to one model repository, serve it over gRPC and call it with the client CLI.")
     parser.add_argument("--out", default="runs/demo", help="folder for runs and pictures (default: %(default)s)")
     parser.add_argument("--repository", default="repository", help="model repository to write (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=None, help="override the training steps (default: the calibrated demo budget)")
+    parser.add_argument("--only", default=None, help=f"comma-separated stages to run (default: all of {', '.join(STAGES)})")
+    parser.add_argument("--steps", type=int, default=None, help="override every stage's training steps (default: calibrated budgets)")
     parser.set_defaults(func=_run)

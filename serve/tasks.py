@@ -21,6 +21,8 @@ from seedlock.core.manifest import Manifest
 
 TASK_MODULES: tuple[str, ...] = (
     "seedlock.serve.segmentation",
+    "seedlock.serve.composition",
+    "seedlock.serve.captioning",
 )
 
 

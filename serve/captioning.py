@@ -1,0 +1,191 @@
+"""The captioning task: encoded image in, captions with log-probabilities out.
+
+decode -> letterbox(size) -> normalize(mean, std) -> encoder graph -> greedy or
+beam search over the decoder-step graph (batched across the beams) -> words,
+with the numpy decoder of :mod:`seedlock.core.caption_decoding` that training's
+evaluation and the export check use too, so the same image and parameters give
+the same captions in-process, through the server and from the torch reference.
+
+Every request is decoded on its own (one image, its beams as the batch): ONNX
+Runtime's last bits depend on the batch size, so merging requests would make an
+answer depend on what else the server was doing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import grpc
+import numpy as np
+
+from seedlock.core.caption_decoding import Caption, CaptionGraphs, check_params, prepare_image
+from seedlock.core.caption_loading import CaptionSpec, caption_spec, graphs_from_sessions
+from seedlock.core.imaging import decode_image
+from seedlock.core.manifest import Manifest, ManifestError
+from seedlock.core.repository import load_version
+from seedlock.protos.seedlock.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2
+from seedlock.serve.errors import check_deadline, invalid, rpc
+from seedlock.serve.repository import Registry
+from seedlock.serve.runtime import ModelRuntime, SessionConfig, load_runtime
+
+TASK = "captioning"
+SERVICE_NAME = captioning_pb2.DESCRIPTOR.services_by_name["Captioning"].full_name
+DEFAULT_BEAM = 3
+DEFAULT_MAX_LENGTH = 20
+DEFAULT_CAPTIONS = 1
+
+
+@dataclass
+class CaptionOutcome:
+    """Captions best first, their words, and where the time went."""
+
+    captions: list[Caption]
+    texts: list[str]
+    timing: dict[str, float]  # milliseconds
+    beam: int = 1
+    max_length: int = DEFAULT_MAX_LENGTH
+
+    @property
+    def decoding(self) -> str:
+        return "greedy" if self.beam == 1 else "beam"
+
+
+@dataclass
+class CaptionModel:
+    """A loaded captioning model version: its runtime, graphs and spec."""
+
+    runtime: ModelRuntime
+    graphs: CaptionGraphs
+    spec: CaptionSpec
+
+    @classmethod
+    def from_runtime(cls, runtime: ModelRuntime) -> "CaptionModel":
+        graphs, spec = graphs_from_sessions(runtime.manifest, runtime.sessions)
+        return cls(runtime, graphs, spec)
+
+    def caption_bytes(
+        self,
+        data: bytes,
+        beam: int = DEFAULT_BEAM,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        n: int = DEFAULT_CAPTIONS,
+        before_step: Callable[[], None] | None = None,
+    ) -> CaptionOutcome:
+        """Caption encoded image bytes. Bad parameters raise ``ValueError``,
+        undecodable bytes :class:`~seedlock.core.imaging.ImageError` (both
+        checked before the model runs). ``before_step`` runs before every
+        graph call and may raise to stop (an expired deadline)."""
+        dec = self.spec.decoder
+        check_params(beam, max_length, n, dec.max_beam, dec.max_length)
+        t0 = time.perf_counter()
+        image = decode_image(data)
+        t1 = time.perf_counter()
+        x = prepare_image(image, self.spec.preprocess)
+        t2 = time.perf_counter()
+        graphs = self.graphs
+        if before_step is not None:
+            graphs = CaptionGraphs(_guarded(graphs.encoder, before_step), _guarded(graphs.decoder_step, before_step), dec)
+        captions = graphs.caption(x, beam=beam, max_length=max_length, n=n)[0]
+        t3 = time.perf_counter()
+        texts = [self.spec.vocab.decode(c.tokens) for c in captions]
+        t4 = time.perf_counter()
+        ms = 1e3
+        timing = {
+            "decode_ms": (t1 - t0) * ms,
+            "preprocess_ms": (t2 - t1) * ms,
+            "infer_ms": (t3 - t2) * ms,
+            "postprocess_ms": (t4 - t3) * ms,
+            "total_ms": (t4 - t0) * ms,
+        }
+        return CaptionOutcome(captions, texts, timing, beam, max_length)
+
+
+def _guarded(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], before: Callable[[], None]):
+    def guarded(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        before()
+        return run(feeds)
+
+    return guarded
+
+
+def load_captioner(repository: str | Path, name: str, version: int | None = None, config: SessionConfig | None = None) -> CaptionModel:
+    """Verify and load one captioning model version as the server does
+    (same session settings), for in-process use: benches, demos, checks."""
+    mv = load_version(repository, name, version)
+    if mv.manifest.task != TASK:
+        raise ManifestError(f"model {name!r} is a {mv.manifest.task!r} model, not a captioning model")
+    caption_spec(mv.manifest)  # a clear ManifestError before any session is built
+    return CaptionModel.from_runtime(load_runtime(mv.manifest, mv.folder, config or SessionConfig()))
+
+
+def _param(request: captioning_pb2.CaptionRequest, field: str, default: int) -> int:
+    return int(getattr(request, field)) if request.HasField(field) else default
+
+
+class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
+    """``seedlock.v1.Captioning``."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.captioners: dict[tuple[str, int], CaptionModel] = {
+            (name, v): CaptionModel.from_runtime(rt)
+            for name, versions in registry.runtimes.items()
+            for v, rt in versions.items()
+            if rt.task == TASK
+        }
+
+    def _model_name(self, requested: str) -> str:
+        if requested:
+            return requested
+        names = sorted({name for name, _ in self.captioners})
+        if len(names) == 1:
+            return names[0]
+        if not names:
+            raise invalid("this server has no captioning model")
+        raise invalid(f"this server has several captioning models; name one in model_name: {', '.join(names)}")
+
+    @rpc
+    def Caption(self, request: captioning_pb2.CaptionRequest, context: grpc.ServicerContext) -> captioning_pb2.CaptionResponse:
+        name = self._model_name(request.model_name)
+        runtime = self.registry.get(name, request.model_version)
+        captioner = self.captioners.get((runtime.name, runtime.version))
+        if captioner is None:
+            raise invalid(f"model {name!r} is a {runtime.task!r} model, not a captioning model")
+        beam = _param(request, "beam_size", DEFAULT_BEAM)
+        max_length = _param(request, "max_length", DEFAULT_MAX_LENGTH)
+        n = _param(request, "num_captions", DEFAULT_CAPTIONS)
+        dec = captioner.spec.decoder
+        try:  # parameters first: a bad request never waits for a slot
+            check_params(beam, max_length, n, dec.max_beam, dec.max_length)
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
+        if not request.image:
+            raise invalid("empty image: no bytes were sent")
+        check_deadline(context)
+        with self.registry.slot(runtime.name, context.time_remaining()):
+            out = captioner.caption_bytes(request.image, beam, max_length, n, before_step=lambda: check_deadline(context))
+        return captioning_pb2.CaptionResponse(
+            captions=[
+                captioning_pb2.Caption(text=text, tokens=list(c.tokens), log_prob=c.log_prob, finished=c.finished)
+                for c, text in zip(out.captions, out.texts)
+            ],
+            model_name=runtime.name,
+            model_version=runtime.version,
+            model_digest=runtime.digest,
+            decoding=out.decoding,
+            timing=common_pb2.Timing(**out.timing),
+            request_id=request.request_id,
+            beam_size=beam,
+            max_length=max_length,
+        )
+
+
+def validate(manifest: Manifest) -> None:
+    caption_spec(manifest)
+
+
+def add_to_server(registry: Registry, server: grpc.Server) -> None:
+    captioning_pb2_grpc.add_CaptioningServicer_to_server(CaptioningServicer(registry), server)

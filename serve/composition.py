@@ -1,0 +1,458 @@
+"""The composition task: a primer melody (or a genre) in, a seeded continuation out.
+
+primer (MIDI / MusicXML bytes, an event list, or the genre's stored primer)
+-> :func:`~seedlock.core.music_sampling.prepare_primer` -> encoder graph ->
+one decoder-step graph call per event, sampled by the shared numpy sampler of
+:mod:`seedlock.core.music_sampling` from ``SeedStream(seed)`` -> MusicXML,
+MIDI and the event list.
+
+:class:`OrtComposer` is the one torch-free generation path: the export check,
+the server, the bench and the demo all run it, so "same seed, same melody" is
+one code path plus the model graphs.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import queue
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import grpc
+import numpy as np
+import onnxruntime as ort
+
+from seedlock.core import music_events as me
+from seedlock.core import music_sampling as ms
+from seedlock.core.manifest import Manifest, ManifestError
+from seedlock.protos.seedlock.v1 import common_pb2, composition_pb2, composition_pb2_grpc
+from seedlock.serve.errors import ServeError, check_deadline, invalid, rpc
+from seedlock.serve.repository import Registry
+from seedlock.serve.runtime import ModelRuntime
+
+TASK = "composition"
+SERVICE_NAME = composition_pb2.DESCRIPTOR.services_by_name["Composition"].full_name
+ENCODER, STEP = "encoder", "decoder_step"
+# An event list primer longer than this is refused: the encoder reads only its
+# last `window` events, so a longer one is a mistake, not music.
+MAX_PRIMER_EVENTS = 65536
+STRATEGY_ALIASES = {"sample": "temperature", "sampling": "temperature", "topk": "top_k", "top-k": "top_k"}
+
+log = logging.getLogger("seedlock.serve")
+
+
+# -- generation (numpy + onnxruntime only) ----------------------------------------
+class OrtComposer:
+    """Generation on ONNX Runtime sessions of an exported composer (no torch)."""
+
+    def __init__(self, encoder: ort.InferenceSession, step: ort.InferenceSession, manifest: Manifest) -> None:
+        self.encoder, self.step_session, self.manifest = encoder, step, manifest
+        self.genres = list(manifest.labels)
+        self.window = int(manifest.preprocess["window"])
+        # The exporter may drop inputs a graph does not use (an unconditioned
+        # model's genre), so feeds are filtered by each session's own inputs.
+        self._enc_inputs = {i.name for i in encoder.get_inputs()}
+        self._step_inputs = {i.name for i in step.get_inputs()}
+
+    @classmethod
+    def from_runtime(cls, runtime: ModelRuntime) -> "OrtComposer":
+        return cls(runtime.sessions[ENCODER], runtime.sessions[STEP], runtime.manifest)
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, providers: Sequence[str] | None = None, threads: int = 1) -> "OrtComposer":
+        """Load a model version folder (digests verified) with the server's session settings."""
+        from seedlock.core.manifest import verify_files
+        from seedlock.serve.runtime import CPU, SessionConfig, load_runtime
+
+        manifest = Manifest.load(folder)
+        verify_files(manifest, folder)
+        config = SessionConfig(providers=tuple(providers or (CPU,)), intra_op_threads=threads)
+        return cls.from_runtime(load_runtime(manifest, Path(folder), config))
+
+    def genre_id(self, genre: str) -> int:
+        if genre not in self.genres:
+            raise ValueError(f"unknown genre {genre!r}; this model knows: {', '.join(self.genres)}")
+        return self.genres.index(genre)
+
+    def initial_state(self, primer: np.ndarray, genre: int) -> dict[str, np.ndarray]:
+        feeds = {"events": ms.prepare_primer(primer, self.window)[None], "genre": np.array([genre], dtype=np.int64)}
+        h, c, memory = self.encoder.run(["h", "c", "memory"], {k: v for k, v in feeds.items() if k in self._enc_inputs})
+        return {"h": h, "c": c, "memory": memory, "genre": feeds["genre"]}
+
+    def step(self, event: np.ndarray, state: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        feeds = {**state, "event": np.asarray(event, dtype=np.int64).reshape(1, 2)}
+        p, d, h, c = self.step_session.run(
+            ["pitch_logits", "duration_logits", "h_out", "c_out"], {k: v for k, v in feeds.items() if k in self._step_inputs}
+        )
+        return p[0], d[0], {**state, "h": h, "c": c}
+
+    def primer_for(self, genre: str) -> np.ndarray:
+        return np.asarray(self.manifest.preprocess["primers"][genre], dtype=np.int64).reshape(-1, 2)
+
+    def compose(
+        self, genre: str, length: int, params: ms.SamplingParams, seed: int,
+        primer: np.ndarray | None = None, on_event: Callable[[int, np.ndarray], None] | None = None,
+    ) -> np.ndarray:
+        """``length`` events after ``primer`` (the genre's stored primer when None)."""
+        gid = self.genre_id(genre)
+        primer = self.primer_for(genre) if primer is None else me.validate(primer)
+        state = self.initial_state(primer, gid)
+        return ms.generate(self.step, primer[-1], state, length, params, seed, on_event=on_event)
+
+
+# -- files ------------------------------------------------------------------------
+# music21 keeps module-level state (environment, id counters); its codecs are
+# run one at a time rather than trusted under the server's threads.
+_MUSIC21 = threading.Lock()
+_ENCODING_DATE = re.compile(rb"\s*<encoding-date>[^<]*</encoding-date>")
+
+
+def musicxml_bytes(events: np.ndarray, title: str) -> bytes:
+    """MusicXML that depends only on the events and title: music21 stamps the
+    date and a random part id, which would break byte-identical answers."""
+    from music21 import instrument
+    from music21.musicxml.m21ToXml import GeneralObjectExporter
+
+    with _MUSIC21:
+        score = me.events_to_score(events, title)
+        piano = instrument.Piano()
+        piano.partId, piano.instrumentId = "P1", "P1-I1"
+        score.parts[0].insert(0, piano)
+        data = GeneralObjectExporter(score).parse()
+    return _ENCODING_DATE.sub(b"", data, count=1)
+
+
+def midi_bytes(events: np.ndarray) -> bytes:
+    with _MUSIC21:
+        return me.to_midi_bytes(events)
+
+
+def decode_primer_file(data: bytes) -> np.ndarray:
+    with _MUSIC21:
+        return me.events_from_bytes(data)
+
+
+def events_to_messages(events: np.ndarray) -> list[composition_pb2.Event]:
+    return [composition_pb2.Event(pitch=-1 if p is None else p, duration=d) for p, d in me.to_values(events)]
+
+
+def events_from_messages(items: Sequence[composition_pb2.Event]) -> np.ndarray:
+    """Tokens of request events; ValueError naming the first bad one."""
+    values: list[tuple[int | None, float]] = []
+    for i, e in enumerate(items):
+        if not (e.pitch == -1 or 0 <= e.pitch <= 127):
+            raise ValueError(f"primer event {i}: pitch {e.pitch} is not a MIDI note number (0..127) or -1 for a rest")
+        if not (math.isfinite(e.duration) and e.duration > 0):
+            raise ValueError(f"primer event {i}: duration {e.duration!r} must be a positive number of quarter notes")
+        values.append((None if e.pitch == -1 else int(e.pitch), float(e.duration)))
+    return me.from_values(values)
+
+
+# -- requests ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class ComposerSpec:
+    """What the service needs from a composition manifest, checked once at load."""
+
+    genres: tuple[str, ...]
+    window: int
+    max_length: int
+    default: ms.SamplingParams
+
+    @classmethod
+    def from_manifest(cls, m: Manifest) -> "ComposerSpec":
+        where = f"composition model {m.name!r} v{m.version}"
+        for role in (ENCODER, STEP):
+            if role not in m.graphs:
+                raise ManifestError(f"{where}: needs graphs {ENCODER!r} and {STEP!r}, has {sorted(m.graphs)}")
+        pre, post = m.preprocess, m.postprocess
+        try:
+            window = int(pre["window"])
+            primers = dict(pre["primers"])
+            max_length = min(int(post.get("max_length", ms.MAX_LENGTH)), ms.MAX_LENGTH)
+            d = dict(post.get("default_sampling") or {})
+            default = ms.SamplingParams(str(d.get("strategy", "top_k")), float(d.get("temperature", 1.0)), int(d.get("top_k", 8)))
+            default.validate()
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ManifestError(f"{where}: bad preprocess/postprocess ({exc!r})") from None
+        genres = tuple(str(g) for g in m.labels)
+        if window < 1 or max_length < 1 or not genres:
+            raise ManifestError(f"{where}: needs window >= 1, max_length >= 1 and at least one genre")
+        for g in genres:
+            try:
+                me.validate(np.asarray(primers[g], dtype=np.int64).reshape(-1, 2))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ManifestError(f"{where}: genre {g!r} has no usable stored primer ({exc!r})") from None
+            if len(primers[g]) == 0:
+                raise ManifestError(f"{where}: genre {g!r} has an empty stored primer")
+        return cls(genres, window, max_length, default)
+
+
+@dataclass(frozen=True)
+class ComposeJob:
+    """A request after validation: everything generation needs."""
+
+    genre: str
+    length: int
+    params: ms.SamplingParams
+    seed: int
+    primer: np.ndarray | None  # None: the genre's stored primer
+    decode_ms: float = 0.0
+
+
+def sampling_params(request: composition_pb2.ComposeRequest, default: ms.SamplingParams) -> ms.SamplingParams:
+    name = request.strategy.strip().lower()
+    strategy = STRATEGY_ALIASES.get(name, name) if name else default.strategy
+    if strategy not in ms.STRATEGIES:
+        raise invalid(f"unknown sampling strategy {request.strategy!r}; use one of {', '.join(ms.STRATEGIES)}")
+    temperature = request.temperature if request.HasField("temperature") else default.temperature
+    top_k = request.top_k if request.HasField("top_k") else default.top_k
+    if not (math.isfinite(temperature) and 0.0 < temperature <= ms.MAX_TEMPERATURE):
+        raise invalid(f"temperature must be in (0, {ms.MAX_TEMPERATURE:g}], got {temperature!r}"
+                      + ("; for the most likely event use strategy greedy" if temperature <= 0 else ""))
+    if request.HasField("top_k") and top_k < 1:
+        raise invalid(f"top_k must be >= 1, got {top_k}")
+    try:
+        return ms.SamplingParams(strategy, float(temperature), int(top_k)).validate()
+    except ms.SamplingError as exc:
+        raise invalid(str(exc)) from None
+
+
+def parse_request(request: composition_pb2.ComposeRequest, spec: ComposerSpec) -> ComposeJob:
+    """Validate every field; INVALID_ARGUMENT with a message that says what to change."""
+    genre = request.genre.strip()
+    if not genre:
+        if len(spec.genres) != 1:
+            raise invalid(f"genre is required: this model knows {', '.join(spec.genres)}")
+        genre = spec.genres[0]
+    elif genre not in spec.genres:
+        raise invalid(f"unknown genre {genre!r}; this model knows: {', '.join(spec.genres)}")
+    if not 1 <= request.length <= spec.max_length:
+        raise invalid(f"length must be 1 to {spec.max_length} events, got {request.length}")
+    params = sampling_params(request, spec.default)
+    seed = request.seed if request.HasField("seed") else int.from_bytes(os.urandom(8), "little")
+    t0 = time.perf_counter()
+    which = request.WhichOneof("primer")
+    primer: np.ndarray | None = None
+    if which == "primer_file":
+        if not request.primer_file:
+            raise invalid("primer_file is empty; send MIDI or MusicXML bytes, or leave the primer unset")
+        try:
+            primer = decode_primer_file(request.primer_file)
+        except me.MusicDecodeError as exc:
+            raise invalid(f"primer_file: {exc}") from None
+    elif which == "primer_events":
+        items = request.primer_events.events
+        if not items:
+            raise invalid("primer_events holds no events; send at least one, or leave the primer unset")
+        if len(items) > MAX_PRIMER_EVENTS:
+            raise invalid(f"primer_events holds {len(items)} events; at most {MAX_PRIMER_EVENTS} (the model reads the last {spec.window})")
+        try:
+            primer = events_from_messages(items)
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
+    return ComposeJob(genre, int(request.length), params, int(seed), primer, (time.perf_counter() - t0) * 1e3)
+
+
+@dataclass
+class ComposeOutcome:
+    events: np.ndarray  # (length, 2) int64 tokens
+    musicxml: bytes
+    midi: bytes
+    primer_length: int
+    timing: dict[str, float]  # milliseconds
+
+
+def run_job(
+    composer: OrtComposer, job: ComposeJob, on_event: Callable[[int, np.ndarray], None] | None = None
+) -> tuple[np.ndarray, int, float]:
+    """Generate; returns (events, primer length, milliseconds)."""
+    t0 = time.perf_counter()
+    primer = composer.primer_for(job.genre) if job.primer is None else job.primer
+    try:
+        events = composer.compose(job.genre, job.length, job.params, job.seed, primer=primer, on_event=on_event)
+    except (ms.SamplingError, ValueError) as exc:  # checked already; kept for direct callers
+        raise invalid(str(exc)) from None
+    return events, len(primer), (time.perf_counter() - t0) * 1e3
+
+
+def finish(events: np.ndarray, job: ComposeJob, primer_length: int, infer_ms: float, t_start: float) -> ComposeOutcome:
+    t0 = time.perf_counter()
+    title = f"seedlock composition: {job.genre}, seed {job.seed}"
+    xml, mid = musicxml_bytes(events, title), midi_bytes(events)
+    t1 = time.perf_counter()
+    timing = {"decode_ms": job.decode_ms, "preprocess_ms": 0.0, "infer_ms": infer_ms,
+              "postprocess_ms": (t1 - t0) * 1e3, "total_ms": (t1 - t_start) * 1e3}
+    return ComposeOutcome(events, xml, mid, primer_length, timing)
+
+
+def compose_request(
+    composer: OrtComposer, spec: ComposerSpec, request: composition_pb2.ComposeRequest,
+    on_event: Callable[[int, np.ndarray], None] | None = None,
+) -> tuple[ComposeJob, ComposeOutcome]:
+    """The whole pipeline in-process (what the servicer runs, minus admission)."""
+    t_start = time.perf_counter()
+    job = parse_request(request, spec)
+    events, n_primer, infer_ms = run_job(composer, job, on_event)
+    return job, finish(events, job, n_primer, infer_ms, t_start)
+
+
+def response_message(
+    runtime: ModelRuntime, job: ComposeJob, out: ComposeOutcome, request_id: str
+) -> composition_pb2.ComposeResponse:
+    return composition_pb2.ComposeResponse(
+        musicxml=out.musicxml,
+        midi=out.midi,
+        events=events_to_messages(out.events),
+        seed=job.seed,
+        genre=job.genre,
+        strategy=job.params.strategy,
+        temperature=job.params.temperature,
+        top_k=job.params.top_k,
+        primer_length=out.primer_length,
+        model_name=runtime.name,
+        model_version=runtime.version,
+        model_digest=runtime.digest,
+        timing=common_pb2.Timing(**out.timing),
+        request_id=request_id,
+    )
+
+
+# -- service ----------------------------------------------------------------------
+def stream_rpc(method: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+    """:func:`seedlock.serve.errors.rpc` for server-streaming methods: errors
+    raised while the generator runs become statuses too."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            yield from method(self, request, context)
+            return
+        except ServeError as exc:
+            code, message = exc.code, exc.message
+        except Exception as exc:  # noqa: BLE001 - a bug must not take the server down
+            log.exception("%s failed", method.__name__)
+            code, message = grpc.StatusCode.INTERNAL, f"internal error in {method.__name__}: {type(exc).__name__}: {exc}"
+        context.abort(code, message)
+
+    return wrapper
+
+
+class _Stopped(Exception):
+    """Raised inside generation when the streaming caller has gone."""
+
+
+class CompositionServicer(composition_pb2_grpc.CompositionServicer):
+    """``seedlock.v1.Composition``."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.models: dict[tuple[str, int], tuple[ComposerSpec, OrtComposer]] = {
+            (name, v): (ComposerSpec.from_manifest(rt.manifest), OrtComposer.from_runtime(rt))
+            for name, versions in registry.runtimes.items()
+            for v, rt in versions.items()
+            if rt.task == TASK
+        }
+
+    def _model_name(self, requested: str) -> str:
+        if requested:
+            return requested
+        names = sorted({name for name, _ in self.models})
+        if len(names) == 1:
+            return names[0]
+        if not names:
+            raise invalid("this server has no composition model")
+        raise invalid(f"this server has several composition models; name one in model_name: {', '.join(names)}")
+
+    def _resolve(self, request: composition_pb2.ComposeRequest) -> tuple[ModelRuntime, ComposerSpec, OrtComposer]:
+        name = self._model_name(request.model_name)
+        runtime = self.registry.get(name, request.model_version)
+        found = self.models.get((runtime.name, runtime.version))
+        if found is None:
+            raise invalid(f"model {name!r} is a {runtime.task!r} model, not a composition model")
+        return runtime, *found
+
+    @rpc
+    def Compose(self, request: composition_pb2.ComposeRequest, context: grpc.ServicerContext) -> composition_pb2.ComposeResponse:
+        t_start = time.perf_counter()
+        runtime, spec, composer = self._resolve(request)
+        job = parse_request(request, spec)
+        check_deadline(context)
+
+        def on_event(i: int, _event: np.ndarray) -> None:
+            if i % 16 == 15:  # long melodies: stop when the caller has given up
+                check_deadline(context)
+
+        with self.registry.slot(runtime.name, context.time_remaining()):
+            events, n_primer, infer_ms = run_job(composer, job, on_event)
+        out = finish(events, job, n_primer, infer_ms, t_start)
+        return response_message(runtime, job, out, request.request_id)
+
+    @stream_rpc
+    def ComposeStream(
+        self, request: composition_pb2.ComposeRequest, context: grpc.ServicerContext
+    ) -> Iterator[composition_pb2.ComposeStreamResponse]:
+        t_start = time.perf_counter()
+        runtime, spec, composer = self._resolve(request)
+        job = parse_request(request, spec)
+        check_deadline(context)
+        # The shared sampler reports events through a callback; a worker thread
+        # runs it so this generator can yield each event as it is chosen.
+        events_q: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        done: dict[str, Any] = {}
+
+        def on_event(i: int, event: np.ndarray) -> None:
+            if stop.is_set():
+                raise _Stopped()
+            events_q.put((i, event.copy()))
+
+        def work() -> None:
+            try:
+                done["result"] = run_job(composer, job, on_event)
+            except BaseException as exc:  # noqa: BLE001 - handed to the RPC thread
+                done["error"] = exc
+            finally:
+                events_q.put(None)
+
+        with self.registry.slot(runtime.name, context.time_remaining()):
+            worker = threading.Thread(target=work, name="seedlock-compose", daemon=True)
+            worker.start()
+            try:
+                while True:
+                    item = events_q.get()
+                    if item is None:
+                        break
+                    i, event = item
+                    (msg,) = events_to_messages(event[None])
+                    yield composition_pb2.ComposeStreamResponse(event=msg, index=i)
+                    check_deadline(context)
+            finally:
+                stop.set()  # the caller left early (or a deadline passed): end generation too
+                worker.join()
+        if "error" in done:
+            raise done["error"]
+        events, n_primer, infer_ms = done["result"]
+        out = finish(events, job, n_primer, infer_ms, t_start)
+        yield composition_pb2.ComposeStreamResponse(result=response_message(runtime, job, out, request.request_id), index=len(events))
+
+
+def validate(manifest: Manifest) -> None:
+    ComposerSpec.from_manifest(manifest)
+
+
+def add_to_server(registry: Registry, server: grpc.Server) -> None:
+    composition_pb2_grpc.add_CompositionServicer_to_server(CompositionServicer(registry), server)
+
+
+__all__ = [
+    "TASK", "SERVICE_NAME", "OrtComposer", "ComposerSpec", "ComposeJob", "ComposeOutcome", "parse_request",
+    "compose_request", "musicxml_bytes", "midi_bytes", "events_to_messages", "events_from_messages",
+    "validate", "add_to_server",
+]

@@ -1,0 +1,129 @@
+"""``seedlock train caption [options] [--ablation]``: the image-caption generator (thesis 4.2).
+
+The lead wires it in with ``register_train(train_subparsers)``. Option values
+come from, in increasing priority: the CaptionConfig defaults (the demo),
+``--config FILE.yaml``, then the flags given. torch is imported in the handler
+only, so building the parser stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+ENCODERS = ("resnet", "vgg")
+CELLS = ("lstm", "gru")
+DIRECTIONS = ("vanilla", "bi")
+EMBEDDINGS = ("learned", "glove")
+INITS = ("random-normal", "random-uniform", "he-normal", "he-uniform", "lecun-normal", "lecun-uniform")
+
+
+def _int(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _floats3(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not three comma-separated numbers") from None
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"need 3 comma-separated values (R,G,B), got {len(values)}")
+    return values
+
+
+def register_train(sub: Any) -> None:
+    """Add ``caption`` to the ``seedlock train`` subparsers."""
+    p = sub.add_parser(
+        "caption",
+        help="train the image-caption generator (thesis 4.2); --ablation compares its modules",
+        description=(
+            "Train a CNN + merge-RNN captioner on procedural scenes (default) or a Flickr8k token file / COCO "
+            "captions JSON. Writes checkpoint.pt, config.json, vocab.json and metrics.json (BLEU-1..4 greedy "
+            "and beam, next-word accuracy) to --out. --ablation trains one model per module variant of "
+            "Tables 27-30 at the same budget and writes ablation.md."
+        ),
+    )
+    S = argparse.SUPPRESS  # unset flags stay absent, so --config values are not overwritten by defaults
+    g = p.add_argument_group("config")
+    g.add_argument("--config", metavar="FILE", help="YAML/JSON file of options (a run's config.json works); flags override it")
+    g.add_argument("--ablation", action="store_true", help="run the module comparison (Tables 27-30) and write ablation.md")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default=S, metavar="scenes|FILE", help="'scenes' (embedded) or a Flickr8k token file / COCO captions .json [scenes]")
+    g.add_argument("--images", default=S, metavar="DIR", help="image folder for --data FILE [beside the file]")
+    g.add_argument("--split", default=S, metavar="FILE", help="Flickr8k split file listing the images to use")
+    g.add_argument("--size", type=_int(32), default=S, help="square input side, a multiple of 8 [64]")
+    g.add_argument("--n-train", type=_int(1), default=S, help="training images (scenes: how many [1200]; file: a cap)")
+    g.add_argument("--n-val", type=_int(1), default=S, help="validation images (scenes [100]; file: 10%%, at most 1000)")
+    g.add_argument("--data-seed", type=_int(0), default=S, help="seed of the scenes / the validation split [0]")
+    g.add_argument("--min-count", type=_int(1), default=S, help="vocabulary frequency threshold [2]")
+    g.add_argument("--max-words", type=_int(1), default=S, help="cut training captions to this many words [20]")
+    g.add_argument("--mean", type=_floats3, default=S, metavar="R,G,B", help="normalization mean [ImageNet]")
+    g.add_argument("--std", type=_floats3, default=S, metavar="R,G,B", help="normalization std [ImageNet]")
+    g = p.add_argument_group("model (the thesis's five modules)")
+    g.add_argument("--encoder", choices=ENCODERS, default=S, help="feature extraction CNN [resnet]")
+    g.add_argument("--width", type=_int(1), default=S, help="CNN channels of the first stage [12]")
+    g.add_argument("--encoder-weights", default=S, metavar="FILE", help="user-supplied CNN weights (a state dict of the encoder)")
+    g.add_argument("--freeze-encoder", action="store_true", default=S, help="do not train the CNN (with --encoder-weights)")
+    g.add_argument("--cell", choices=CELLS, default=S, help="RNN cell [lstm]")
+    g.add_argument("--direction", choices=DIRECTIONS, default=S, help="RNN over the prefix: vanilla or bi-directional [vanilla]")
+    g.add_argument("--embedding", choices=EMBEDDINGS, default=S, help="word embedding: learned or from --glove [learned]")
+    g.add_argument("--glove", default=S, metavar="FILE", help="GloVe text file (word v1 .. vD per line)")
+    g.add_argument("--glove-trainable", action="store_true", default=S, help="fine-tune the GloVe vectors (frozen by default)")
+    g.add_argument("--embed-dim", type=_int(1), default=S, help="embedding size; must match the GloVe file [64]")
+    g.add_argument("--hidden", type=_int(1), default=S, help="RNN and merge size [96]")
+    g.add_argument("--attention", action=argparse.BooleanOptionalAction, default=S, help="attention over the CNN regions [off]")
+    g.add_argument("--init", choices=INITS, default=S, help="initialization of the sequential side [lecun-uniform]")
+    g.add_argument("--dropout", type=_float, default=S, help="dropout before the merge and output layers [0.1]")
+    g = p.add_argument_group("optimization")
+    g.add_argument("--steps", type=_int(1), default=S, help="total optimizer steps (overrides --epochs) [400]")
+    g.add_argument("--epochs", type=_int(1), default=S, help="epochs, when --steps is not set")
+    g.add_argument("--batch-size", type=_int(1), default=S, help="images per step, each with all its captions [12]")
+    g.add_argument("--lr", type=_float, default=S, help="Adam learning rate (cosine decay to 10%%) [3e-3]")
+    g.add_argument("--seed", type=_int(0), default=S, help="training seed: weights and data order [777]")
+    g = p.add_argument_group("evaluation and run")
+    g.add_argument("--beam", type=_int(1), default=S, help="beam size for the beam-search BLEU [3]")
+    g.add_argument("--max-length", type=_int(1), default=S, help="maximum caption length when decoding [20]")
+    g.add_argument("--out", default=S, metavar="DIR", help="run folder [runs/caption]")
+    g.add_argument("--threads", type=_int(1), default=S, help="torch CPU threads (fix it for bit-identical reruns)")
+    g.add_argument("--no-progress", dest="progress", action="store_false", default=S, help="no progress bar")
+    p.set_defaults(func=run_train_caption)
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    from seedlock.train.caption_train import CaptionConfig
+
+    base = CaptionConfig.from_file(args.config).to_dict() if getattr(args, "config", None) else {}
+    names = set(CaptionConfig().to_dict())
+    flags = {k: v for k, v in vars(args).items() if k in names}
+    return CaptionConfig.from_dict({**base, **flags})
+
+
+def run_train_caption(args: argparse.Namespace) -> int:
+    from seedlock.train.caption_train import run_ablation, train_captioner
+
+    cfg = config_from_args(args)
+    if args.ablation:
+        run_ablation(cfg)
+    else:
+        train_captioner(cfg)
+    return 0
