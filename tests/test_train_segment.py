@@ -85,6 +85,7 @@ def _state(run):
 
 
 def test_same_seed_gives_bit_identical_weights_and_other_seed_differs(tmp_path):
+    torch.use_deterministic_algorithms(False)  # the caller's setting, whatever earlier tests left
     a = _state(train_segmenter(_tiny(tmp_path, "a")))
     b = _state(train_segmenter(_tiny(tmp_path, "b")))
     c = _state(train_segmenter(_tiny(tmp_path, "c", seed=778)))

@@ -25,7 +25,6 @@ import json
 import math
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -46,6 +45,7 @@ from seedlock.train.captioner import (
     load_glove, torch_graphs,
 )  # fmt: skip
 from seedlock.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from seedlock.train.determinism import deterministic
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -251,20 +251,6 @@ class _Batches:
 # --------------------------------------------------------------------------- runtime
 
 
-@contextmanager
-def _deterministic(threads: int | None) -> Iterator[None]:
-    prev = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
-    prev_threads = torch.get_num_threads()
-    torch.use_deterministic_algorithms(True)
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
-        torch.set_num_threads(prev_threads)
-
-
 def build_model(cfg: CaptionConfig, vocab: Vocabulary, seed: int, log: Callable[[str], None] = print) -> Captioner:
     """A fresh captioner: seeded init, then GloVe rows and user CNN weights when asked."""
     model = Captioner(cfg.model_config(len(vocab)))
@@ -392,7 +378,7 @@ def train_captioner(cfg: CaptionConfig, log: Callable[[str], None] = print, data
     """Train, evaluate and write the run folder; returns the metrics dict."""
     cfg.validate()
     out = Path(cfg.out)
-    with _deterministic(cfg.threads):
+    with deterministic(cfg.threads):
         data = data or load_data(cfg)
         log(f"captioning: {len(data.train_images)} train / {len(data.val_images)} val images, vocabulary {len(data.vocab)} tokens")
         model, history, steps, seconds = _fit(cfg, data, log, f"train caption ({cfg.encoder}/{cfg.cell}/{cfg.direction})")
@@ -470,7 +456,7 @@ def run_ablation(
             run_cfg = replace(run_cfg, out=str(out / "runs" / name))
             log(f"[ablation] {module}: {label} -> {run_cfg.out}")
             if data is None:
-                with _deterministic(cfg.threads):
+                with deterministic(cfg.threads):
                     data = load_data(cfg)
             done[key] = {**train_captioner(run_cfg, log=log, data=data), "run": run_cfg.out}
         m = done[key]

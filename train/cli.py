@@ -194,11 +194,11 @@ def _print_summary(run_dir: Path, m: dict[str, Any]) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    import torch
     from torch.utils.data import DataLoader
 
     from seedlock.train.checkpoint import load_checkpoint
     from seedlock.train.data.segmentation import SegmentationDataset, build_sources
+    from seedlock.train.determinism import deterministic
     from seedlock.train.segment import SCENE_DEFAULTS, evaluate
 
     ckpt = load_checkpoint(args.checkpoint)
@@ -212,8 +212,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     val_ds = SegmentationDataset(val_src, pre["mean"], pre["std"], cache=False)
     if len(val_ds.labels) != len(ckpt.labels):
         raise UserError(f"the data has {len(val_ds.labels)} classes but the checkpoint was trained on {len(ckpt.labels)}")
-    torch.use_deterministic_algorithms(True)
-    metrics = evaluate(ckpt.model, DataLoader(val_ds, batch_size=8), len(ckpt.labels), ckpt.labels)
+    with deterministic():
+        metrics = evaluate(ckpt.model, DataLoader(val_ds, batch_size=8), len(ckpt.labels), ckpt.labels)
     if args.json:
         print(json.dumps(metrics, indent=2, sort_keys=True))
     else:

@@ -45,6 +45,7 @@ from seedlock.core import music_sampling as ms
 from seedlock.core.errors import UserError
 from seedlock.core.rng import SeedStream
 from seedlock.train.checkpoint import save_checkpoint
+from seedlock.train.determinism import deterministic
 from seedlock.train.composer import Composer, ComposerConfig, torch_initial_state, torch_step
 from seedlock.train.data import music_corpus as mc
 
@@ -207,7 +208,6 @@ def genre_primers(data: mc.MusicData, window: int) -> dict[str, list[list[int]]]
 # -- training ----------------------------------------------------------------------
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
 
 
 def _tensors(w: Windows) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -278,11 +278,16 @@ def train_compose(
     cfg: ComposeConfig, data: mc.MusicData | None = None, log: Callable[[str], None] = print, write: bool = True
 ) -> RunResult:
     """Train one composer (or one per genre) and evaluate it on the test split."""
+    with deterministic(cfg.threads if cfg.threads > 0 else None):
+        return _train_compose(cfg, data, log, write)
+
+
+def _train_compose(
+    cfg: ComposeConfig, data: mc.MusicData | None = None, log: Callable[[str], None] = print, write: bool = True
+) -> RunResult:
     data = data if data is not None else load_data(cfg)
     if cfg.per_genre_training:
         return _train_per_genre(cfg, data, log)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     genres = list(data.genres)
     train_w = make_windows(data.train, genres, cfg.window, cfg.horizon, cfg.stride)

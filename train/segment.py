@@ -26,10 +26,9 @@ import math
 import os
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -45,6 +44,7 @@ from seedlock.core.rng import SeedStream
 from seedlock.train.bi_activation import ACTIVATIONS
 from seedlock.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from seedlock.train.data.segmentation import SegmentationDataset, build_sources
+from seedlock.train.determinism import deterministic
 from seedlock.train.losses import LOSSES, SegmentationLoss
 from seedlock.train.unet import NORMS, UNet, UNetConfig
 
@@ -243,26 +243,6 @@ def _device(cfg: SegmentConfig, d: _Dist) -> torch.device:
     return torch.device("cpu")
 
 
-@contextmanager
-def _deterministic(threads: int | None, device: torch.device) -> Iterator[None]:
-    """Deterministic kernels (and a fixed thread count) for the run; restores the caller's settings."""
-    if device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
-    prev = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
-    prev_threads = torch.get_num_threads()
-    prev_cudnn = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = prev_cudnn
-        torch.set_num_threads(prev_threads)
-
-
 # --------------------------------------------------------------------------- training
 
 
@@ -454,7 +434,7 @@ def train_segmenter(cfg: SegmentConfig) -> Path:
     device = _device(cfg, d)
     run_dir = Path(cfg.out)
     t0 = time.perf_counter()
-    with _deterministic(cfg.threads, device):
+    with deterministic(cfg.threads, device):
         d.setup(device)
         try:
             if d.main:
