@@ -1,6 +1,6 @@
 """Client library and CLI commands. Never imports torch.
 
-    from seedlock.clients import SegmentationClient, InferenceClient
+    from seedlock.clients import SegmentationClient, CaptioningClient, CompositionClient, FingerprintsClient, InferenceClient
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ from typing import Any
 __all__ = [
     "SegmentationClient",
     "SegmentResult",
+    "CaptioningClient",
+    "CompositionClient",
+    "FingerprintsClient",
     "InferenceClient",
     "RetryPolicy",
     "SeedlockError",
@@ -18,6 +21,9 @@ __all__ = [
 _LAZY = {
     "SegmentationClient": "seedlock.clients.segmentation",
     "SegmentResult": "seedlock.clients.segmentation",
+    "CaptioningClient": "seedlock.clients.captioning",
+    "CompositionClient": "seedlock.clients.composition",
+    "FingerprintsClient": "seedlock.clients.fingerprints",
     "InferenceClient": "seedlock.clients.inference",
     "RetryPolicy": "seedlock.clients.base",
     "SeedlockError": "seedlock.clients.errors",

@@ -1,6 +1,10 @@
 """``seedlock client``: call a running server from the shell.
 
     seedlock client segment IMAGE --out mask.png [--overlay overlay.png] [--server host:port]
+    seedlock client caption IMAGE [--beam 3] [--n 3]
+    seedlock client compose --genre bach --length 96 --seed 7 --out song.musicxml [--midi song.mid]
+    seedlock client fingerprints generate --count 16 --seed 3 --out DIR
+    seedlock client fingerprints compare DIR_A DIR_B
     seedlock client health [--model NAME]
     seedlock client models
 """
@@ -105,12 +109,13 @@ def _models(args: argparse.Namespace) -> int:
 TASK_CLIENT_MODULES: tuple[str, ...] = (
     "seedlock.clients.captioning_cli",
     "seedlock.clients.composition_cli",
+    "seedlock.clients.fingerprints_cli",
 )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "client", help="call a running server (segment, health, models)",
+        "client", help="call a running server (segment, caption, compose, fingerprints, health, models)",
         description="Call a running seedlock server. --server defaults to $SEEDLOCK_SERVER or localhost:8001.",
     )
     common = argparse.ArgumentParser(add_help=False)

@@ -10,18 +10,18 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from seedlock.core.errors import UserError
 
-# Benches of other layers: each module provides ``register(bench_subparsers)``.
+# Benches of other layers: "module:function", the function taking the bench subparsers.
 BENCH_MODULES: tuple[str, ...] = (
-    "seedlock.serve.bench",
-    "seedlock.serve.captioning_bench",
-    "seedlock.serve.composition_bench",
+    "seedlock.serve.bench:register",
+    "seedlock.serve.captioning_bench:register",
+    "seedlock.serve.composition_bench:register",
+    "seedlock.train.similarity_cli:register_bench",
 )
 
 
@@ -136,5 +136,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     import importlib
 
-    for module in BENCH_MODULES:
-        importlib.import_module(module).register(benches)
+    for entry in BENCH_MODULES:
+        module, function = entry.split(":")
+        getattr(importlib.import_module(module), function)(benches)

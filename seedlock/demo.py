@@ -24,6 +24,7 @@ STAGES: dict[str, str] = {
     "segment": "seedlock.demo_segment",
     "caption": "seedlock.demo_caption",
     "compose": "seedlock.demo_compose",
+    "fingerprint": "seedlock.demo_fingerprint",
 }
 
 

@@ -21,7 +21,6 @@ GENRE, LENGTH, SEED = "bach", 96, 7
 def train_and_export(out: Path, repository: Path, steps: int | None, log: Callable[[str], None]) -> dict:
     from dataclasses import replace
 
-    from seedlock.core import music_sampling as ms
     from seedlock.export.compose import export_composer
     from seedlock.serve.composition import ComposerSpec, OrtComposer
     from seedlock.train.compose_train import demo_config, train_compose

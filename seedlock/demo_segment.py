@@ -39,8 +39,10 @@ def train_and_export(out: Path, repository: Path, steps: int | None, log: Callab
 
     result = export_segmenter(run_dir / "checkpoint.pt", repository, name=MODEL_NAME, version=1, overwrite=True, log=log)
 
-    scene, truth = make_scene(cfg.data_seed, HELDOUT_INDEX, 160)
-    image, truth = scene[:, :120].copy(), truth[:, :120].copy()  # non-square: exercises the letterbox
+    # A scene at the training scale, cropped non-square so the letterbox pads it.
+    scene, truth = make_scene(cfg.data_seed, HELDOUT_INDEX, cfg.size)
+    keep = cfg.size * 3 // 4
+    image, truth = scene[:, :keep].copy(), truth[:, :keep].copy()
     mv = load_version(repository, MODEL_NAME)
     session = ort.InferenceSession(str(mv.path()), providers=["CPUExecutionProvider"])
     mask = segmentation.segment(image, mv.manifest.preprocess, lambda x: session.run(None, {"image": x})[0])

@@ -23,6 +23,7 @@ TASK_MODULES: tuple[str, ...] = (
     "seedlock.serve.segmentation",
     "seedlock.serve.composition",
     "seedlock.serve.captioning",
+    "seedlock.serve.fingerprints",
 )
 
 

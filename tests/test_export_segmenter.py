@@ -1,6 +1,5 @@
 """Segmenter export: repository layout, parity, determinism, verify, CLI errors."""
 
-import json
 
 import numpy as np
 import onnxruntime as ort

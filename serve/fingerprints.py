@@ -1,0 +1,386 @@
+"""The fingerprint task: seed-locked fake fingerprints (Generate) and the four
+similarity measures between two sets of images (Compare).
+
+Generate: ``z = latents(seed, count, latent_dim)`` -> the ``model`` graph, the
+whole batch in one call -> ``to_uint8(select_generator(image, g))`` -> one grey
+PNG per image, with the functions of :mod:`seedlock.core.fingerprints` that
+training's sample grids and the export check use too. Each request runs on its
+own batch (never merged with another request's): ONNX Runtime's last bits can
+depend on the batch, so merging would make an answer depend on the server's load.
+
+Compare needs no model. It is served whenever the server runs, addressed by
+no model name, and bounded by its own in-flight and concurrency limits (the
+server's ``max_inflight`` and per-model concurrency), plus limits on images per
+set and on total work, so one request cannot hold the cores for minutes.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import grpc
+import numpy as np
+
+from seedlock.core.fingerprints import (
+    ALL,
+    DEFAULT_MAX_COUNT,
+    generator_index,
+    latents,
+    select_generator,
+    to_gray,
+    to_uint8,
+)
+from seedlock.core.imaging import ImageError, decode_image, encode_png
+from seedlock.core.manifest import Manifest, ManifestError
+from seedlock.core.repository import load_version
+from seedlock.core.similarity import BINARIZE_THRESHOLD, compare_sets
+from seedlock.protos.seedlock.v1 import common_pb2, fingerprints_pb2, fingerprints_pb2_grpc
+from seedlock.serve.errors import check_deadline, deadline_exceeded, exhausted, invalid, rpc
+from seedlock.serve.repository import Registry
+from seedlock.serve.runtime import ModelRuntime, SessionConfig, load_runtime
+
+TASK = "fingerprint-generation"  # seedlock.export.fingerprint.TASK (not imported: it pulls in torch)
+SERVICE_NAME = fingerprints_pb2.DESCRIPTOR.services_by_name["Fingerprints"].full_name
+
+# Compare limits. 1024 per set covers the thesis's 1000-image sets; the work
+# bound (pairs x pixels) admits 1000 x 1000 pairs of 64x64 images (~4e9 pixel
+# comparisons, a few seconds on two cores) and refuses requests far past that.
+MAX_SET_IMAGES = 1024
+MAX_COMPARE_WORK = 1 << 32
+MAX_COMPARE_PIXELS = 1 << 27  # grey pixels held for both sets together (128 MiB)
+MAX_SEED = (1 << 64) - 1
+_FRESH_SEED_BITS = 63  # fits a signed int64 too, for callers that store it as one
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """What the service needs from a fingerprint-generation manifest, checked once at load."""
+
+    latent_dim: int
+    image_size: int
+    generators: tuple[str, ...]
+    max_count: int
+    input_name: str
+    output_name: str
+
+    @property
+    def per_quality(self) -> bool:
+        return list(self.generators) != [ALL]
+
+    @classmethod
+    def from_manifest(cls, m: Manifest) -> "GeneratorSpec":
+        where = f"fingerprint model {m.name!r} v{m.version}"
+        graph = m.graphs.get("model")
+        if graph is None or len(graph.inputs) != 1 or len(graph.outputs) != 1:
+            raise ManifestError(f"{where}: needs a 'model' graph with one latent input and one image output")
+        inp, out = graph.inputs[0], graph.outputs[0]
+        pre, post = m.preprocess, m.postprocess
+        try:
+            zdim = int(pre["latent_dim"])
+            size = int(post["image_size"])
+            max_count = int(pre.get("max_count", DEFAULT_MAX_COUNT))
+            generators = tuple(str(g) for g in (post.get("generators") or [ALL]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ManifestError(f"{where}: preprocess needs latent_dim and postprocess image_size ({exc!r})") from None
+        if zdim < 1 or size < 1 or max_count < 1:
+            raise ManifestError(f"{where}: latent_dim, image_size and max_count must be positive, got {zdim}, {size}, {max_count}")
+        if pre.get("latent_distribution", "normal") != "normal":
+            raise ManifestError(f"{where}: latent_distribution {pre.get('latent_distribution')!r} is not supported (normal only)")
+        if int(post.get("generator_axis", 1)) != 1:
+            raise ManifestError(f"{where}: generator_axis must be 1")
+        if list(post.get("range", [-1.0, 1.0])) != [-1.0, 1.0]:
+            raise ManifestError(f"{where}: output range {post.get('range')} is not supported ([-1, 1] only)")
+        if len(set(generators)) != len(generators) or (ALL in generators and len(generators) > 1):
+            raise ManifestError(f"{where}: bad generator names {list(generators)}")
+        if inp.dtype != "float32" or list(inp.shape) != [-1, zdim]:
+            raise ManifestError(f"{where}: input {inp.name!r} must be float32 (-1, {zdim}), is {inp.dtype} {inp.shape}")
+        want = [len(generators), size, size]
+        if out.dtype != "float32" or len(out.shape) != 4 or [d if d != -1 else w for d, w in zip(out.shape[1:], want)] != want:
+            raise ManifestError(f"{where}: output {out.name!r} must be float32 (N, {', '.join(map(str, want))}), is {out.dtype} {out.shape}")
+        return cls(zdim, size, generators, max_count, inp.name, out.name)
+
+    def quality_index(self, quality: str) -> tuple[int, str]:
+        """The generator slice for ``quality`` and the quality to report.
+        Raises ``ValueError`` with a message for the caller."""
+        if not self.per_quality:
+            if quality and quality != ALL:
+                raise ValueError(
+                    f"this model is one DCGAN trained on all qualities together and cannot generate {quality!r} alone; "
+                    "leave quality empty (or use a per-quality model, trained with --mode each)"
+                )
+            return 0, ALL
+        return generator_index({"generators": list(self.generators)}, quality), quality
+
+    def check_count(self, count: int) -> None:
+        if not 1 <= count <= self.max_count:
+            raise ValueError(f"count must be 1 to {self.max_count} images per request for this model, got {count}")
+
+
+@dataclass
+class GenerateOutcome:
+    images: np.ndarray  # uint8 (count, S, S)
+    pngs: list[bytes]
+    seed: int
+    quality: str
+    timing: dict[str, float] = field(default_factory=dict)  # milliseconds
+
+
+@dataclass
+class FingerprintModel:
+    """A loaded fingerprint-generation model version: its runtime and spec."""
+
+    runtime: ModelRuntime
+    spec: GeneratorSpec
+
+    @classmethod
+    def from_runtime(cls, runtime: ModelRuntime) -> "FingerprintModel":
+        return cls(runtime, GeneratorSpec.from_manifest(runtime.manifest))
+
+    def generate(
+        self,
+        count: int,
+        seed: int,
+        quality: str = "",
+        before_infer: Callable[[], None] | None = None,
+    ) -> GenerateOutcome:
+        """``count`` images for ``seed``. Bad parameters raise ``ValueError``
+        (before the model runs); ``before_infer`` may raise to stop (an
+        expired deadline)."""
+        spec = self.spec
+        spec.check_count(count)
+        if not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"seed must be 0 to 2**64 - 1, got {seed}")
+        index, used = spec.quality_index(quality)
+        t0 = time.perf_counter()
+        z = latents(seed, count, spec.latent_dim)
+        t1 = time.perf_counter()
+        if before_infer is not None:
+            before_infer()
+        (out,) = self.runtime.run({spec.input_name: z}, [spec.output_name])
+        t2 = time.perf_counter()
+        want = (count, len(spec.generators), spec.image_size, spec.image_size)
+        if out.shape != want:
+            raise RuntimeError(f"model returned images of shape {out.shape}; expected {want}")
+        images = to_uint8(select_generator(out, index))
+        pngs = [encode_png(im) for im in images]
+        t3 = time.perf_counter()
+        ms = 1e3
+        timing = {
+            "decode_ms": 0.0,
+            "preprocess_ms": (t1 - t0) * ms,
+            "infer_ms": (t2 - t1) * ms,
+            "postprocess_ms": (t3 - t2) * ms,
+            "total_ms": (t3 - t0) * ms,
+        }
+        return GenerateOutcome(images, pngs, seed, used, timing)
+
+
+def load_generator(repository: str | Path, name: str, version: int | None = None, config: SessionConfig | None = None) -> FingerprintModel:
+    """Verify and load one fingerprint model version as the server does (same
+    session settings), for in-process use: tests, demos, checks."""
+    mv = load_version(repository, name, version)
+    if mv.manifest.task != TASK:
+        raise ManifestError(f"model {name!r} is a {mv.manifest.task!r} model, not a fingerprint-generation model")
+    GeneratorSpec.from_manifest(mv.manifest)  # a clear ManifestError before any session is built
+    return FingerprintModel.from_runtime(load_runtime(mv.manifest, mv.folder, config or SessionConfig()))
+
+
+# --------------------------------------------------------------------------- Compare
+
+
+def decode_sets(set_a: Sequence[bytes], set_b: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """Encoded images -> two uint8 grey stacks of one size, checking the limits
+    as early as possible (counts before decoding, sizes and work after the
+    first image). Raises ``ValueError`` / :class:`ImageError` naming the image."""
+    for label, images in (("set_a", set_a), ("set_b", set_b)):
+        if not images:
+            raise ValueError(f"{label} is empty: send at least one image in each set")
+        if len(images) > MAX_SET_IMAGES:
+            raise ValueError(f"{label} has {len(images)} images; the limit is {MAX_SET_IMAGES} per set")
+    t0 = time.perf_counter()
+    first: tuple[int, int] | None = None
+    stacks: list[np.ndarray] = []
+    for label, images in (("set_a", set_a), ("set_b", set_b)):
+        stack: np.ndarray | None = None
+        for i, data in enumerate(images):
+            try:
+                gray = to_gray(decode_image(data))
+            except (ImageError, ValueError) as exc:
+                raise ImageError(f"{label} image {i}: {exc}") from None
+            if first is None:
+                first = gray.shape
+                _check_work(len(set_a), len(set_b), first)
+            elif gray.shape != first:
+                h, w = gray.shape
+                raise ValueError(
+                    f"{label} image {i} is {w}x{h} but set_a image 0 is {first[1]}x{first[0]}; "
+                    "every image of both sets must have one size (the measures compare pixel by pixel)"
+                )
+            if stack is None:  # preallocated: no list of arrays plus a copy at the end
+                stack = np.empty((len(images), *first), dtype=np.uint8)
+            stack[i] = gray
+        stacks.append(stack)  # type: ignore[arg-type]
+    decode_ms = (time.perf_counter() - t0) * 1e3
+    return stacks[0], stacks[1], {"decode_ms": decode_ms}
+
+
+def _check_work(n_a: int, n_b: int, shape: tuple[int, int]) -> None:
+    h, w = shape
+    pixels = h * w
+    if (n_a + n_b) * pixels > MAX_COMPARE_PIXELS:
+        raise ValueError(
+            f"{n_a} + {n_b} images of {w}x{h} are {(n_a + n_b) * pixels} pixels; the limit is {MAX_COMPARE_PIXELS}: "
+            "send fewer or smaller images"
+        )
+    if n_a * n_b * pixels > MAX_COMPARE_WORK:
+        raise ValueError(
+            f"{n_a} x {n_b} pairs of {w}x{h} images is too much work for one request "
+            f"(pairs x pixels = {n_a * n_b * pixels} > {MAX_COMPARE_WORK}); send fewer or smaller images"
+        )
+
+
+def check_threshold(threshold: int) -> None:
+    if not 1 <= threshold <= 255:
+        raise ValueError(f"binarize_threshold must be 1 to 255 (ink = grey < threshold), got {threshold}")
+
+
+def compare_response(result: dict[str, Any], threshold: int, timing: dict[str, float], request_id: str = "") -> fingerprints_pb2.CompareResponse:
+    """A :func:`~seedlock.core.similarity.compare_sets` result as the wire message."""
+
+    def summary(s: dict[str, float], count: int) -> fingerprints_pb2.SetSummary:
+        return fingerprints_pb2.SetSummary(count=count, **s)
+
+    ms = result["mean_std"]
+    h, w = result["image_shape"]
+    return fingerprints_pb2.CompareResponse(
+        set_a=summary(ms["a"], result["n_a"]),
+        set_b=summary(ms["b"], result["n_b"]),
+        centroid_distance=ms["centroid_distance"],
+        hamming=fingerprints_pb2.MeanStd(mean=result["hamming"]["mean"], std=result["hamming"]["std"]),
+        hamming_fraction=result["hamming"]["mean_fraction"],
+        pearson=fingerprints_pb2.MeanStd(**result["pearson"]),
+        iou=fingerprints_pb2.MeanStd(**result["iou"]),
+        pairs=result["pairs"],
+        width=w,
+        height=h,
+        binarize_threshold=threshold,
+        binarization=result["binarization"],
+        histogram_bins=result["histogram_bins"],
+        timing=common_pb2.Timing(**timing),
+        request_id=request_id,
+    )
+
+
+class FingerprintsServicer(fingerprints_pb2_grpc.FingerprintsServicer):
+    """``seedlock.v1.Fingerprints``."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.models: dict[tuple[str, int], FingerprintModel] = {
+            (name, v): FingerprintModel.from_runtime(rt)
+            for name, versions in registry.runtimes.items()
+            for v, rt in versions.items()
+            if rt.task == TASK
+        }
+        # Compare belongs to no model, so it gets bounds of its own, sized like one model's.
+        limit = registry.max_inflight
+        self._compare_slots = threading.BoundedSemaphore(limit) if limit > 0 else threading.Semaphore(0)
+        self._compare_gate = threading.BoundedSemaphore(max(1, registry.concurrency))
+
+    def _model_name(self, requested: str) -> str:
+        if requested:
+            return requested
+        names = sorted({name for name, _ in self.models})
+        if len(names) == 1:
+            return names[0]
+        if not names:
+            raise invalid("this server has no fingerprint model")
+        raise invalid(f"this server has several fingerprint models; name one in model_name: {', '.join(names)}")
+
+    @contextmanager
+    def _compare_slot(self, timeout: float | None) -> Iterator[None]:
+        """As :meth:`Registry.slot`: refuse at once past the in-flight bound,
+        wait (up to the deadline) for one of the execution gates."""
+        if not self._compare_slots.acquire(blocking=False):
+            raise exhausted(f"Compare already has {self.registry.max_inflight} requests in flight (the server's limit); retry shortly")
+        try:
+            gate = self._compare_gate
+            if not (gate.acquire() if timeout is None else gate.acquire(timeout=max(0.0, timeout))):
+                raise deadline_exceeded("the request's deadline passed while it waited for a turn to compare")
+            try:
+                yield
+            finally:
+                gate.release()
+        finally:
+            self._compare_slots.release()
+
+    @rpc
+    def Generate(self, request: fingerprints_pb2.GenerateRequest, context: grpc.ServicerContext) -> fingerprints_pb2.GenerateResponse:
+        name = self._model_name(request.model_name)
+        runtime = self.registry.get(name, request.model_version)
+        model = self.models.get((runtime.name, runtime.version))
+        if model is None:
+            raise invalid(f"model {name!r} is a {runtime.task!r} model, not a fingerprint model")
+        seed = int(request.seed) if request.HasField("seed") else secrets.randbits(_FRESH_SEED_BITS)
+        try:  # parameters first: a bad request never waits for a slot
+            model.spec.check_count(request.count)
+            model.spec.quality_index(request.quality)
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
+        check_deadline(context)
+        with self.registry.slot(runtime.name, context.time_remaining()):
+            out = model.generate(request.count, seed, request.quality, before_infer=lambda: check_deadline(context))
+        size = model.spec.image_size
+        return fingerprints_pb2.GenerateResponse(
+            images_png=out.pngs,
+            seed=out.seed,
+            quality=out.quality,
+            model_name=runtime.name,
+            model_version=runtime.version,
+            model_digest=runtime.digest,
+            timing=common_pb2.Timing(**out.timing),
+            request_id=request.request_id,
+            width=size,
+            height=size,
+        )
+
+    @rpc
+    def Compare(self, request: fingerprints_pb2.CompareRequest, context: grpc.ServicerContext) -> fingerprints_pb2.CompareResponse:
+        threshold = int(request.binarize_threshold) if request.HasField("binarize_threshold") else BINARIZE_THRESHOLD
+        try:
+            check_threshold(threshold)
+            for label, images in (("set_a", request.set_a), ("set_b", request.set_b)):
+                if not images:
+                    raise ValueError(f"{label} is empty: send at least one image in each set")
+                if len(images) > MAX_SET_IMAGES:
+                    raise ValueError(f"{label} has {len(images)} images; the limit is {MAX_SET_IMAGES} per set")
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
+        check_deadline(context)
+        with self._compare_slot(context.time_remaining()):
+            t0 = time.perf_counter()
+            try:
+                a, b, timing = decode_sets(request.set_a, request.set_b)
+            except ValueError as exc:  # ImageError included: both name the image at fault
+                raise invalid(str(exc)) from None
+            check_deadline(context)
+            t1 = time.perf_counter()
+            result = compare_sets(a, b, threshold=threshold)
+            t2 = time.perf_counter()
+        ms = 1e3
+        timing.update(preprocess_ms=0.0, infer_ms=(t2 - t1) * ms, postprocess_ms=0.0, total_ms=(t2 - t0) * ms)
+        return compare_response(result, threshold, timing, request.request_id)
+
+
+def validate(manifest: Manifest) -> None:
+    GeneratorSpec.from_manifest(manifest)
+
+
+def add_to_server(registry: Registry, server: grpc.Server) -> None:
+    fingerprints_pb2_grpc.add_FingerprintsServicer_to_server(FingerprintsServicer(registry), server)
