@@ -24,7 +24,8 @@ def _export_onnx(args: argparse.Namespace) -> int:
     if args.version < 1:
         raise UserError("--version must be a positive integer (Triton version folders start at 1)")
     try:
-        export_segmenter(args.checkpoint, args.repository, name=args.name, version=args.version, overwrite=args.overwrite)
+        export_segmenter(args.checkpoint, args.repository, name=args.name, version=args.version,
+                         overwrite=args.overwrite, size=args.size)
     except ExportError as exc:
         raise UserError(str(exc)) from exc
     return 0
@@ -61,6 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     onnx_p.add_argument("--name", default="segmenter", help="model name in the repository (default: %(default)s)")
     onnx_p.add_argument("--version", type=int, default=1, help="version folder number (default: %(default)s)")
     onnx_p.add_argument("--overwrite", action="store_true", help="replace an existing version folder")
+    onnx_p.add_argument("--size", type=int, default=None,
+                        help="square input size the server letterboxes images to (default: the training size)")
     onnx_p.set_defaults(func=_export_onnx)
 
     verify_p = cmds.add_parser(

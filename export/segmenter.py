@@ -129,13 +129,25 @@ def export_segmenter(
     overwrite: bool = False,
     tolerance: float = TOLERANCE,
     log: Callable[[str], None] = print,
+    size: int | None = None,
 ) -> ExportResult:
+    """Export, verify, and write ``<repository>/<name>/<version>/``.
+
+    ``size`` sets the square input the server letterboxes images to (default:
+    the training size). The U-Net is fully convolutional, so any multiple of
+    ``2**depth`` works; a larger size keeps more detail of large images.
+    """
     target = Path(repository) / name / str(version)
     if target.exists() and not overwrite:  # fail before the slow part
         raise UserError(f"{target} already exists; pass --overwrite or choose another --version")
     ckpt = load_checkpoint(checkpoint)
     if ckpt.task != "segmentation":
         raise ExportError(f"{checkpoint} is a {ckpt.task!r} checkpoint, not a segmentation one")
+    if size is not None:
+        div = int(ckpt.preprocess["divisor"])
+        if size < div or size % div:
+            raise UserError(f"--size must be a positive multiple of {div} for this model, got {size}")
+        ckpt.preprocess = {**ckpt.preprocess, "size": int(size)}
     model = ckpt.model.eval()
     pre = ckpt.preprocess
     size, div = int(pre["size"]), int(pre["divisor"])

@@ -129,3 +129,14 @@ def test_cli_help_reads_well():
     assert export.returncode == 0 and "--repository" in export.stdout and "1e-4" in export.stdout
     bad = run_cli("export", "onnx")
     assert bad.returncode == 2 and "required" in bad.stderr
+
+
+def test_export_size_override_sets_the_serving_input(tmp_path, tiny_checkpoint):
+    from seedlock.core.errors import UserError
+
+    result = export_segmenter(tiny_checkpoint, tmp_path, size=48, log=lambda _: None)
+    assert result.manifest.preprocess["size"] == 48
+    assert all(r.ok for r in result.rows)
+    assert any(r.shape[-2:] == (48, 48) for r in result.rows)  # parity was checked at the new size
+    with pytest.raises(UserError, match="multiple of 4"):
+        export_segmenter(tiny_checkpoint, tmp_path / "bad", size=30, log=lambda _: None)
