@@ -17,9 +17,9 @@ Nothing is written unless both checks pass:
    several seeds and strategies. One such melody is stored in the manifest
    (``postprocess.reference``) so the server can be checked against it.
 
-:class:`OrtComposer` is the torch-free generation path (numpy + onnxruntime
-only); it lives in :mod:`seedlock.serve.composition`, so the export check runs
-the server's own code. The torch imports of this module happen inside
+:class:`~seedlock.core.music_generation.GraphComposer` is the torch-free
+generation path the server runs too, so the export check runs the server's
+own generation code. The torch imports of this module happen inside
 :func:`export_composer`.
 """
 
@@ -36,7 +36,7 @@ from seedlock.core import music_events as me
 from seedlock.core import music_sampling as ms
 from seedlock.core.manifest import GraphSpec, Manifest, TensorSpec
 from seedlock.core.rng import SeedStream
-from seedlock.serve.composition import OrtComposer
+from seedlock.core.music_generation import GraphComposer
 
 ENCODER_FILE = "encoder.onnx"
 STEP_FILE = "decoder_step.onnx"
@@ -156,7 +156,7 @@ def export_composer(
     manifest = Manifest(name=name, version=version, task="composition", graphs=graphs, preprocess=preprocess,
                         postprocess=postprocess, labels=genres, seed=ckpt.seed, config=ckpt.config,
                         metrics=dict(ckpt.metrics), tools=tool_versions())
-    ort_composer = OrtComposer(enc_sess, step_sess, manifest)
+    ort_composer = GraphComposer(enc_sess, step_sess, manifest)
     genre_name = genres[0] if genres else ""
     primer = ort_composer.primer_for(genre_name)
     checked = []
@@ -183,4 +183,4 @@ def export_composer(
     return ComposeExportResult(folder, manifest, rows)
 
 
-__all__ = ["export_composer", "OrtComposer", "ComposeExportResult", "ENCODER_FILE", "STEP_FILE"]
+__all__ = ["export_composer", "ComposeExportResult", "ENCODER_FILE", "STEP_FILE"]

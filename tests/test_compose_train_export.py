@@ -108,7 +108,8 @@ def test_ablation_writes_markdown(tmp_path, monkeypatch):
 
 
 def test_export_and_ort_melody_equals_torch(trained, tmp_path):
-    from seedlock.export.compose import OrtComposer, export_composer
+    from seedlock.export.compose import export_composer
+    from seedlock.serve.composition import OrtComposer
     from seedlock.train import composer as comp
     from seedlock.train.checkpoint import load_checkpoint
 
