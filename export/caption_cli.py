@@ -7,16 +7,7 @@ from __future__ import annotations
 
 import argparse
 from typing import Any
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+from seedlock.argtypes import positive_int
 
 
 def register_export(sub: Any) -> None:
@@ -33,7 +24,7 @@ def register_export(sub: Any) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint.pt (or the run folder holding it)")
     p.add_argument("--repository", required=True, metavar="DIR", help="model repository root")
     p.add_argument("--name", default="captioner", help="model name in the repository [captioner]")
-    p.add_argument("--version", type=_positive_int, default=1, help="model version [1]")
+    p.add_argument("--version", type=positive_int, default=1, help="model version [1]")
     p.add_argument("--overwrite", action="store_true", help="replace an existing version")
     p.set_defaults(func=run_export_caption)
 

@@ -10,16 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from seedlock.core.errors import UserError
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+from seedlock.argtypes import positive_int
 
 
 def export_fingerprint_gan(args: argparse.Namespace) -> int:
@@ -51,7 +42,7 @@ def register_export(export_subparsers: Any) -> None:
     p.add_argument("checkpoint", help="checkpoint.pt (or its run folder) from `seedlock train fingerprint-gan`")
     p.add_argument("--repository", required=True, help="model repository folder (created if missing)")
     p.add_argument("--name", default="fingerprint-gan", help="model name in the repository (default: %(default)s)")
-    p.add_argument("--version", type=_positive_int, default=1, help="version folder number (default: %(default)s)")
-    p.add_argument("--max-count", type=_positive_int, default=64, help="most images one Generate request may ask for (default: %(default)s)")
+    p.add_argument("--version", type=positive_int, default=1, help="version folder number (default: %(default)s)")
+    p.add_argument("--max-count", type=positive_int, default=64, help="most images one Generate request may ask for (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing version folder")
     p.set_defaults(func=export_fingerprint_gan)

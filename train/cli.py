@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from seedlock.core.errors import UserError
+from seedlock.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
 
 # The imports of torch-backed modules stay inside the handlers: building the
 # parser (``seedlock --help``) must work without torch (the serving image).
@@ -30,43 +31,6 @@ TRAIN_MODULES: tuple[str, ...] = (
 )
 ACTIVATIONS = ("relu", "elu", "bi-relu", "bi-elu")
 NORMS = ("batch", "instance", "group", "none", "ensemble-instance", "ensemble-group")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
 
 
 def _floats3(text: str) -> list[float]:
@@ -108,36 +72,36 @@ def _add_segment(sub: Any) -> None:
     g.add_argument("--config", metavar="FILE", help="YAML/JSON file of options (a run's config.json works); flags override it")
     g = p.add_argument_group("data")
     g.add_argument("--data", default=S, metavar="scenes|DIR", help="'scenes' (embedded, procedural) or a VOC/ATR folder [scenes]")
-    g.add_argument("--size", type=_positive_int, default=S, help="square input side in pixels, a multiple of 2**depth [96]")
-    g.add_argument("--n-train", type=_positive_int, default=S, help="training samples (scenes: how many to draw [1024]; folder: a cap)")
-    g.add_argument("--n-val", type=_positive_int, default=S, help="validation samples (scenes [32]; folder: a cap)")
-    g.add_argument("--data-seed", type=_non_negative_int, default=S, help="seed of the embedded scenes [0]")
+    g.add_argument("--size", type=positive_int, default=S, help="square input side in pixels, a multiple of 2**depth [96]")
+    g.add_argument("--n-train", type=positive_int, default=S, help="training samples (scenes: how many to draw [1024]; folder: a cap)")
+    g.add_argument("--n-val", type=positive_int, default=S, help="validation samples (scenes [32]; folder: a cap)")
+    g.add_argument("--data-seed", type=non_negative_int, default=S, help="seed of the embedded scenes [0]")
     g.add_argument("--mean", type=_floats3, default=S, metavar="R,G,B", help="normalization mean [ImageNet]")
     g.add_argument("--std", type=_floats3, default=S, metavar="R,G,B", help="normalization std [ImageNet]")
     g = p.add_argument_group("model")
-    g.add_argument("--width", type=_positive_int, default=S, help="filters in the first stage (doubling per stage) [16]")
-    g.add_argument("--depth", type=_positive_int, default=S, help="number of down-sampling stages [3]")
+    g.add_argument("--width", type=positive_int, default=S, help="filters in the first stage (doubling per stage) [16]")
+    g.add_argument("--depth", type=positive_int, default=S, help="number of down-sampling stages [3]")
     g.add_argument("--activation", choices=ACTIVATIONS, default=S, help="activation; bi-* is the thesis's bi-activation [relu]")
-    g.add_argument("--alpha", type=_positive_float, default=S, help="ELU alpha for elu / bi-elu [1.0]")
+    g.add_argument("--alpha", type=positive_float, default=S, help="ELU alpha for elu / bi-elu [1.0]")
     g.add_argument("--norm", choices=NORMS, default=S, help="normalization after every 3x3 conv; ensemble-* = (BN + other)/2 [batch]")
-    g.add_argument("--groups", type=_positive_int, default=S, help="groups for group norm [4]")
+    g.add_argument("--groups", type=positive_int, default=S, help="groups for group norm [4]")
     g = p.add_argument_group("loss")
     g.add_argument("--loss", choices=("ce", "focal"), default=S, help="cross-entropy or focal loss [focal]")
-    g.add_argument("--gamma", type=_non_negative_float, default=S, help="focal loss gamma [2.0]")
-    g.add_argument("--l1", type=_non_negative_float, default=S, help="weight of mean |onehot - softmax| (prediction error) [0.5]")
-    g.add_argument("--l2", type=_non_negative_float, default=S, help="weight of mean (onehot - softmax)^2 [0.0]")
-    g.add_argument("--exp-reg", type=_non_negative_float, default=S, help="weight of the exponential regularizer mean|e|*exp(-mean e^2) [0.0]")
+    g.add_argument("--gamma", type=non_negative_float, default=S, help="focal loss gamma [2.0]")
+    g.add_argument("--l1", type=non_negative_float, default=S, help="weight of mean |onehot - softmax| (prediction error) [0.5]")
+    g.add_argument("--l2", type=non_negative_float, default=S, help="weight of mean (onehot - softmax)^2 [0.0]")
+    g.add_argument("--exp-reg", type=non_negative_float, default=S, help="weight of the exponential regularizer mean|e|*exp(-mean e^2) [0.0]")
     g = p.add_argument_group("optimization")
-    g.add_argument("--epochs", type=_positive_int, default=S, help="epochs when --steps is not set [5]")
-    g.add_argument("--steps", type=_positive_int, default=S, help="total optimizer steps (overrides --epochs) [400]")
-    g.add_argument("--batch-size", type=_positive_int, default=S, help="images per step (per process under torchrun) [4]")
-    g.add_argument("--lr", type=_positive_float, default=S, help="Adam learning rate [0.001]")
-    g.add_argument("--seed", type=_non_negative_int, default=S, help="training seed: weight init and data order [777]")
-    g.add_argument("--seed-search", type=_non_negative_int, default=S, metavar="K", help="try K seeds in short runs, train the best (by val mean IoU) [0]")
-    g.add_argument("--search-steps", type=_positive_int, default=S, help="steps per seed-search trial [a fifth of the run]")
+    g.add_argument("--epochs", type=positive_int, default=S, help="epochs when --steps is not set [5]")
+    g.add_argument("--steps", type=positive_int, default=S, help="total optimizer steps (overrides --epochs) [400]")
+    g.add_argument("--batch-size", type=positive_int, default=S, help="images per step (per process under torchrun) [4]")
+    g.add_argument("--lr", type=positive_float, default=S, help="Adam learning rate [0.001]")
+    g.add_argument("--seed", type=non_negative_int, default=S, help="training seed: weight init and data order [777]")
+    g.add_argument("--seed-search", type=non_negative_int, default=S, metavar="K", help="try K seeds in short runs, train the best (by val mean IoU) [0]")
+    g.add_argument("--search-steps", type=positive_int, default=S, help="steps per seed-search trial [a fifth of the run]")
     g = p.add_argument_group("run")
     g.add_argument("--out", default=S, metavar="DIR", help="run folder to write [runs/segment]")
-    g.add_argument("--threads", type=_positive_int, default=S, help="torch CPU threads [torch default]")
+    g.add_argument("--threads", type=positive_int, default=S, help="torch CPU threads [torch default]")
     g.add_argument("--device", choices=("cpu", "cuda", "auto"), default=S, help="where to train [cpu]")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=S, help="no progress bar")
     p.set_defaults(func=_segment)
@@ -151,7 +115,7 @@ def _add_evaluate(sub: Any) -> None:
     )
     p.add_argument("checkpoint", help="checkpoint.pt or the run folder holding it")
     p.add_argument("--data", help="scenes or a VOC/ATR folder [the checkpoint's]")
-    p.add_argument("--n-val", type=_positive_int, help="validation samples [the checkpoint's]")
+    p.add_argument("--n-val", type=positive_int, help="validation samples [the checkpoint's]")
     p.add_argument("--json", action="store_true", help="print the full metrics as JSON")
     p.set_defaults(func=_evaluate)
 

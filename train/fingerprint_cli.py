@@ -13,32 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from seedlock.core.errors import UserError
+from seedlock.argtypes import non_negative_int, positive_int
 
 # Names repeated here (not imported) so building the parser never imports torch.
 QUALITIES = ("Q1", "Q2", "Q3", "Q5")
 G_ACTIVATIONS = ("relu", "elu", "bi-relu", "bi-elu")
 D_ACTIVATIONS = ("leaky-relu", "relu", "elu", "bi-relu", "bi-elu")
 _NOT_CONFIG = {"command", "train_command", "func", "config", "verbose"}
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def _number(low: float, high: float | None, low_open: bool = False):
@@ -80,15 +61,15 @@ def register_train(train_subparsers: Any) -> None:
     g.add_argument("--config", metavar="FILE", help="YAML/JSON file of options (a run's config.json works); flags override it")
     g = p.add_argument_group("data")
     g.add_argument("--data", default=S, metavar="embedded|DIR", help="'embedded' (procedural) or a folder DIR/<quality>/*.png [embedded]")
-    g.add_argument("--data-seed", type=_non_negative_int, default=S, help="seed of the embedded impressions [0]")
+    g.add_argument("--data-seed", type=non_negative_int, default=S, help="seed of the embedded impressions [0]")
     g.add_argument("--size", type=int, choices=(64, 128), default=S, help="image side in pixels [64]")
-    g.add_argument("--n-per-quality", type=_positive_int, default=S, help="training images per quality (embedded: how many [600]; folder: a cap)")
+    g.add_argument("--n-per-quality", type=positive_int, default=S, help="training images per quality (embedded: how many [600]; folder: a cap)")
     g.add_argument("--qualities", type=_qualities, default=S, metavar="Q1,Q2,...", help="qualities to train on [all: Q1,Q2,Q3,Q5 / every subfolder]")
     g.add_argument("--mode", choices=("all", "each"), default=S, help="one DCGAN on all qualities, or one per quality (thesis) [all]")
     g = p.add_argument_group("model")
-    g.add_argument("--latent-dim", type=_positive_int, default=S, help="latent size Z [100]")
-    g.add_argument("--g-width", type=_positive_int, default=S, help="generator channels at its last stage (doubling inwards) [32; paper 64]")
-    g.add_argument("--d-width", type=_positive_int, default=S, help="discriminator channels at its first stage [16; paper 64]")
+    g.add_argument("--latent-dim", type=positive_int, default=S, help="latent size Z [100]")
+    g.add_argument("--g-width", type=positive_int, default=S, help="generator channels at its last stage (doubling inwards) [32; paper 64]")
+    g.add_argument("--d-width", type=positive_int, default=S, help="discriminator channels at its first stage [16; paper 64]")
     g.add_argument("--g-activation", choices=G_ACTIVATIONS, default=S, help="generator activation; bi-* is the thesis's bi-activation [relu]")
     g.add_argument("--d-activation", choices=D_ACTIVATIONS, default=S, help="discriminator activation [leaky-relu]")
     g.add_argument("--alpha", type=_number(0, None, low_open=True), default=S, help="ELU alpha for elu / bi-elu [1.0]")
@@ -99,16 +80,16 @@ def register_train(train_subparsers: Any) -> None:
     g.add_argument("--l2", type=_number(0, None), default=S, help="weight of mean (y - p)^2 [0]")
     g.add_argument("--exp-reg", type=_number(0, None), default=S, help="weight of the nonlinear exponential regularizer mean|e|*exp(-mean e^2) (thesis 3.3, Eq. 5) [0]")
     g = p.add_argument_group("optimization")
-    g.add_argument("--steps", type=_positive_int, default=S, help="optimizer steps per DCGAN (--mode each trains one per quality) [1000]")
-    g.add_argument("--batch-size", type=_positive_int, default=S, help="images per step [32]")
+    g.add_argument("--steps", type=positive_int, default=S, help="optimizer steps per DCGAN (--mode each trains one per quality) [1000]")
+    g.add_argument("--batch-size", type=positive_int, default=S, help="images per step [32]")
     g.add_argument("--lr", type=_number(0, None, low_open=True), default=S, help="Adam learning rate [0.0002]")
     g.add_argument("--beta1", type=_number(0, 1), default=S, help="Adam beta1 [0.5]")
-    g.add_argument("--seed", type=_non_negative_int, default=S, help="training seed: weights, data order, latents [777]")
+    g.add_argument("--seed", type=non_negative_int, default=S, help="training seed: weights, data order, latents [777]")
     g = p.add_argument_group("run")
-    g.add_argument("--samples", type=_positive_int, default=S, help="images per sample grid [64]")
-    g.add_argument("--log-every", type=_positive_int, default=S, help="steps averaged into one loss-history entry [25]")
+    g.add_argument("--samples", type=positive_int, default=S, help="images per sample grid [64]")
+    g.add_argument("--log-every", type=positive_int, default=S, help="steps averaged into one loss-history entry [25]")
     g.add_argument("--out", default=S, metavar="DIR", help="run folder to write [runs/fingerprint-gan]")
-    g.add_argument("--threads", type=_positive_int, default=S, help="torch CPU threads [torch default]")
+    g.add_argument("--threads", type=positive_int, default=S, help="torch CPU threads [torch default]")
     g.add_argument("--device", choices=("cpu", "cuda", "auto"), default=S, help="where to train [cpu]")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=S, help="no progress bar")
     p.set_defaults(func=train_fingerprint_gan_command)

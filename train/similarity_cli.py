@@ -29,22 +29,13 @@ from typing import Any
 import numpy as np
 
 from seedlock.core.errors import UserError
+from seedlock.argtypes import positive_int
 
 QUALITIES = ("Q1", "Q2", "Q3", "Q5")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def _threshold(text: str) -> int:
-    value = _positive_int(text)
+    value = positive_int(text)
     if value > 255:
         raise argparse.ArgumentTypeError(f"must be in 1..255, got {value}")
     return value
@@ -188,8 +179,8 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("sets", nargs="*", metavar="SET", help="SET_A SET_B")
     p.add_argument("--out", default="runs/similarity", metavar="DIR", help="report folder (default: %(default)s)")
-    p.add_argument("--size", type=_positive_int, default=None, help="resize every image to SIZE x SIZE (needed when the sets differ in size)")
-    p.add_argument("--count", type=_positive_int, default=1000, help="images drawn from a checkpoint or 'embedded' set (default: %(default)s)")
+    p.add_argument("--size", type=positive_int, default=None, help="resize every image to SIZE x SIZE (needed when the sets differ in size)")
+    p.add_argument("--count", type=positive_int, default=1000, help="images drawn from a checkpoint or 'embedded' set (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="latent seed for generated sets (set B uses seed+1) (default: %(default)s)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the embedded impressions (default: %(default)s)")
     p.add_argument("--threshold", type=_threshold, default=128, help="binarization: ink = grey < THRESHOLD (default: %(default)s)")
@@ -199,7 +190,7 @@ def register(subparsers: Any) -> None:
     t.add_argument("--all-quality", metavar="RUN", help="checkpoint of a DCGAN trained on all qualities (--mode all)")
     t.add_argument("--each-quality", metavar="RUN", help="checkpoint of per-quality DCGANs (--mode each); without it setting II is left out")
     t.add_argument("--actual", metavar="DIR", help="held-out actual images in quality subfolders (default: embedded impressions the models never saw)")
-    t.add_argument("--total", type=_positive_int, default=1000, help="images per setting (default: %(default)s, as the thesis)")
+    t.add_argument("--total", type=positive_int, default=1000, help="images per setting (default: %(default)s, as the thesis)")
     t.add_argument("--actual-fraction", type=_fraction, default=0.2, help="actual share of settings II and III (default: %(default)s)")
     t.add_argument("--train-demo", action="store_true", help="first train the demo all-quality and per-quality DCGANs into --out/all and --out/each")
     p.set_defaults(func=similarity_command)
@@ -267,9 +258,9 @@ def register_bench(bench_subparsers: Any) -> None:
         description="Time seedlock.core.similarity.compare_sets (all four measures, all pairs) after warm-up; "
         "reports the median of --runs runs as JSON.",
     )
-    p.add_argument("--n", type=_positive_int, default=1000, help="images per set (default: %(default)s)")
-    p.add_argument("--size", type=_positive_int, default=64, help="image side (default: %(default)s)")
-    p.add_argument("--runs", type=_positive_int, default=5, help="timed runs (default: %(default)s)")
+    p.add_argument("--n", type=positive_int, default=1000, help="images per set (default: %(default)s)")
+    p.add_argument("--size", type=positive_int, default=64, help="image side (default: %(default)s)")
+    p.add_argument("--runs", type=positive_int, default=5, help="timed runs (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first (default: %(default)s)")
     p.add_argument("--source", choices=("noise", "embedded"), default="noise",
                    help="random noise images (instant) or embedded fingerprints (a few seconds to make) (default: %(default)s)")  # fmt: skip
