@@ -25,7 +25,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -45,6 +45,7 @@ from seedlock.train.captioner import (
     load_glove, torch_graphs,
 )  # fmt: skip
 from seedlock.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from seedlock.train.config import ConfigFile
 from seedlock.train.determinism import deterministic
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -54,12 +55,14 @@ TASK = "captioning"
 
 
 @dataclass
-class CaptionConfig:
+class CaptionConfig(ConfigFile):
     """Every option of a captioning run; field names are the CLI flags (``_`` -> ``-``).
 
     The defaults are the calibrated demo (:func:`demo_config`): 64 px scenes,
     ResNet-style CNN, LSTM merge decoder, learned embedding, no attention.
     """
+
+    KIND = "caption"
 
     # data
     data: str = "scenes"  # "scenes" (embedded) or a Flickr8k token file / COCO captions JSON
@@ -101,33 +104,6 @@ class CaptionConfig:
     out: str = "runs/caption"
     threads: int | None = None
     progress: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "CaptionConfig":
-        names = {f.name for f in fields(cls)}
-        data = {str(k).replace("-", "_"): v for k, v in data.items()}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise UserError(f"unknown caption config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
-        return cls(**data)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> "CaptionConfig":
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{path} must hold a mapping of option: value")
-        return cls.from_dict(data)
 
     def validate(self) -> None:
         def need(ok: bool, msg: str) -> None:

@@ -38,7 +38,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -52,6 +52,7 @@ from seedlock.core.errors import UserError
 from seedlock.core.fingerprints import ALL, QUALITIES, from_uint8, latents, tile, to_uint8
 from seedlock.core.imaging import write_png
 from seedlock.core.similarity import compare_sets
+from seedlock.train.config import ConfigFile
 from seedlock.train.dcgan import (
     D_ACTIVATIONS,
     G_ACTIVATIONS,
@@ -78,7 +79,7 @@ HELDOUT_PER_QUALITY = 64  # at most this many held-out images per quality in the
 
 
 @dataclass
-class FingerprintGANConfig:
+class FingerprintGANConfig(ConfigFile):
     """Every option of a fingerprint-GAN run. Field names are the CLI flags
     (``_`` -> ``-``) and the keys of a ``--config`` YAML/JSON file.
 
@@ -90,6 +91,8 @@ class FingerprintGANConfig:
     because at equal width it overpowers the generator within a short run
     (logits about +4.5 on real and -4 on generated images, generator loss
     about 7, broken ridges) while costing three quarters of each step."""
+
+    KIND = "fingerprint-gan"
 
     # data
     data: str = EMBEDDED  # "embedded" (procedural) or a folder with quality subfolders
@@ -125,34 +128,6 @@ class FingerprintGANConfig:
     threads: int | None = None
     device: str = "cpu"
     progress: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FingerprintGANConfig":
-        names = {f.name for f in fields(cls)}
-        data = {str(k).replace("-", "_"): v for k, v in data.items()}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise UserError(f"unknown fingerprint-gan config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
-        return cls(**data)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> "FingerprintGANConfig":
-        """A YAML (or JSON) mapping of field names to values."""
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{path} must hold a mapping of option: value")
-        return cls.from_dict(data)
 
     def validate(self) -> None:
         """Raise :class:`UserError` naming the first bad option."""

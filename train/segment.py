@@ -26,7 +26,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -43,6 +43,7 @@ from seedlock.core.metrics import IGNORE_INDEX, confusion_matrix, scores_from_co
 from seedlock.core.rng import SeedStream
 from seedlock.train.bi_activation import ACTIVATIONS
 from seedlock.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from seedlock.train.config import ConfigFile
 from seedlock.train.data.segmentation import SegmentationDataset, build_sources
 from seedlock.train.determinism import deterministic
 from seedlock.train.losses import LOSSES, SegmentationLoss
@@ -56,7 +57,7 @@ DEVICES = ("cpu", "cuda", "auto")
 
 
 @dataclass
-class SegmentConfig:
+class SegmentConfig(ConfigFile):
     """Every option of a segmentation run. Field names are the CLI flags (``_`` -> ``-``)
     and the keys of a ``--config`` YAML/JSON file.
 
@@ -64,6 +65,8 @@ class SegmentConfig:
     (see :func:`demo_config`). Thesis settings kept: Adam, lr 1e-3, batch 4,
     seed 777, focal loss with L1 0.5 / L2 0, batch norm on every layer.
     """
+
+    KIND = "segment"
 
     # data
     data: str = "scenes"  # "scenes" (embedded) or a VOC/ATR folder
@@ -102,35 +105,6 @@ class SegmentConfig:
     progress: bool = True
 
     # -- (de)serialization ----------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SegmentConfig":
-        names = {f.name for f in fields(cls)}
-        data = {str(k).replace("-", "_"): v for k, v in data.items()}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise UserError(f"unknown segment config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
-        return cls(**data)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> "SegmentConfig":
-        """A YAML (or JSON) mapping of field names to values."""
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{path} must hold a mapping of option: value")
-        return cls.from_dict(data)
-
-    # -- checks and derived values -------------------------------------
     def validate(self) -> None:
         """Raise :class:`UserError` naming the first bad option."""
 
