@@ -28,7 +28,7 @@ from seedlock.core.manifest import Manifest, ManifestError
 from seedlock.core.repository import load_version
 from seedlock.protos.seedlock.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2
 from seedlock.serve.errors import check_deadline, invalid, rpc
-from seedlock.serve.repository import Registry
+from seedlock.serve.repository import Registry, TaskModels
 from seedlock.serve.runtime import ModelRuntime, SessionConfig, load_runtime
 
 TASK = "captioning"
@@ -130,30 +130,11 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self.captioners: dict[tuple[str, int], CaptionModel] = {
-            (name, v): CaptionModel.from_runtime(rt)
-            for name, versions in registry.runtimes.items()
-            for v, rt in versions.items()
-            if rt.task == TASK
-        }
-
-    def _model_name(self, requested: str) -> str:
-        if requested:
-            return requested
-        names = sorted({name for name, _ in self.captioners})
-        if len(names) == 1:
-            return names[0]
-        if not names:
-            raise invalid("this server has no captioning model")
-        raise invalid(f"this server has several captioning models; name one in model_name: {', '.join(names)}")
+        self.models = TaskModels(registry, TASK, "captioning", CaptionModel.from_runtime)
 
     @rpc
     def Caption(self, request: captioning_pb2.CaptionRequest, context: grpc.ServicerContext) -> captioning_pb2.CaptionResponse:
-        name = self._model_name(request.model_name)
-        runtime = self.registry.get(name, request.model_version)
-        captioner = self.captioners.get((runtime.name, runtime.version))
-        if captioner is None:
-            raise invalid(f"model {name!r} is a {runtime.task!r} model, not a captioning model")
+        runtime, captioner = self.models.resolve(request.model_name, request.model_version)
         beam = _param(request, "beam_size", DEFAULT_BEAM)
         max_length = _param(request, "max_length", DEFAULT_MAX_LENGTH)
         n = _param(request, "num_captions", DEFAULT_CAPTIONS)

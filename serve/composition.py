@@ -34,7 +34,7 @@ from seedlock.core.manifest import Manifest, ManifestError
 from seedlock.core.music_generation import GraphComposer
 from seedlock.protos.seedlock.v1 import common_pb2, composition_pb2, composition_pb2_grpc
 from seedlock.serve.errors import ServeError, check_deadline, invalid, rpc
-from seedlock.serve.repository import Registry
+from seedlock.serve.repository import Registry, TaskModels
 from seedlock.serve.runtime import ModelRuntime
 
 TASK = "composition"
@@ -315,30 +315,13 @@ class CompositionServicer(composition_pb2_grpc.CompositionServicer):
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self.models: dict[tuple[str, int], tuple[ComposerSpec, OrtComposer]] = {
-            (name, v): (ComposerSpec.from_manifest(rt.manifest), OrtComposer.from_runtime(rt))
-            for name, versions in registry.runtimes.items()
-            for v, rt in versions.items()
-            if rt.task == TASK
-        }
-
-    def _model_name(self, requested: str) -> str:
-        if requested:
-            return requested
-        names = sorted({name for name, _ in self.models})
-        if len(names) == 1:
-            return names[0]
-        if not names:
-            raise invalid("this server has no composition model")
-        raise invalid(f"this server has several composition models; name one in model_name: {', '.join(names)}")
+        self.models = TaskModels(
+            registry, TASK, "composition", lambda rt: (ComposerSpec.from_manifest(rt.manifest), OrtComposer.from_runtime(rt))
+        )
 
     def _resolve(self, request: composition_pb2.ComposeRequest) -> tuple[ModelRuntime, ComposerSpec, OrtComposer]:
-        name = self._model_name(request.model_name)
-        runtime = self.registry.get(name, request.model_version)
-        found = self.models.get((runtime.name, runtime.version))
-        if found is None:
-            raise invalid(f"model {name!r} is a {runtime.task!r} model, not a composition model")
-        return runtime, *found
+        runtime, (spec, composer) = self.models.resolve(request.model_name, request.model_version)
+        return runtime, spec, composer
 
     @rpc
     def Compose(self, request: composition_pb2.ComposeRequest, context: grpc.ServicerContext) -> composition_pb2.ComposeResponse:

@@ -42,7 +42,7 @@ from seedlock.core.repository import load_version
 from seedlock.core.similarity import BINARIZE_THRESHOLD, compare_sets
 from seedlock.protos.seedlock.v1 import common_pb2, fingerprints_pb2, fingerprints_pb2_grpc
 from seedlock.serve.errors import check_deadline, deadline_exceeded, exhausted, invalid, rpc
-from seedlock.serve.repository import Registry
+from seedlock.serve.repository import Registry, TaskModels
 from seedlock.serve.runtime import ModelRuntime, SessionConfig, load_runtime
 
 TASK = "fingerprint-generation"  # seedlock.export.fingerprint.TASK (not imported: it pulls in torch)
@@ -282,26 +282,11 @@ class FingerprintsServicer(fingerprints_pb2_grpc.FingerprintsServicer):
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self.models: dict[tuple[str, int], FingerprintModel] = {
-            (name, v): FingerprintModel.from_runtime(rt)
-            for name, versions in registry.runtimes.items()
-            for v, rt in versions.items()
-            if rt.task == TASK
-        }
+        self.models = TaskModels(registry, TASK, "fingerprint", FingerprintModel.from_runtime)
         # Compare belongs to no model, so it gets bounds of its own, sized like one model's.
         limit = registry.max_inflight
         self._compare_slots = threading.BoundedSemaphore(limit) if limit > 0 else threading.Semaphore(0)
         self._compare_gate = threading.BoundedSemaphore(max(1, registry.concurrency))
-
-    def _model_name(self, requested: str) -> str:
-        if requested:
-            return requested
-        names = sorted({name for name, _ in self.models})
-        if len(names) == 1:
-            return names[0]
-        if not names:
-            raise invalid("this server has no fingerprint model")
-        raise invalid(f"this server has several fingerprint models; name one in model_name: {', '.join(names)}")
 
     @contextmanager
     def _compare_slot(self, timeout: float | None) -> Iterator[None]:
@@ -322,11 +307,7 @@ class FingerprintsServicer(fingerprints_pb2_grpc.FingerprintsServicer):
 
     @rpc
     def Generate(self, request: fingerprints_pb2.GenerateRequest, context: grpc.ServicerContext) -> fingerprints_pb2.GenerateResponse:
-        name = self._model_name(request.model_name)
-        runtime = self.registry.get(name, request.model_version)
-        model = self.models.get((runtime.name, runtime.version))
-        if model is None:
-            raise invalid(f"model {name!r} is a {runtime.task!r} model, not a fingerprint model")
+        runtime, model = self.models.resolve(request.model_name, request.model_version)
         seed = int(request.seed) if request.HasField("seed") else secrets.randbits(_FRESH_SEED_BITS)
         try:  # parameters first: a bad request never waits for a slot
             model.spec.check_count(request.count)

@@ -12,7 +12,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Generic, Iterator, Sequence, TypeVar
 
 from seedlock.core.errors import UserError
 from seedlock.core.manifest import ManifestError
@@ -164,3 +164,40 @@ def load_repository(
                 name, number, runtime.task, runtime.digest[:12], ", ".join(runtime.providers),
             )
     return registry
+
+
+T = TypeVar("T")
+
+
+class TaskModels(Generic[T]):
+    """The registry's models of one task, each with what its service prepared
+    from it at start-up (a checked spec, a decoder, …), and the request-time
+    lookup every task service shares."""
+
+    def __init__(self, registry: Registry, task: str, label: str, prepare: Callable[[ModelRuntime], T]) -> None:
+        self.registry = registry
+        self.label = label
+        self.prepared: dict[tuple[str, int], T] = {
+            (name, v): prepare(rt)
+            for name, versions in registry.runtimes.items()
+            for v, rt in versions.items()
+            if rt.task == task
+        }
+
+    def _default_name(self) -> str:
+        names = sorted({name for name, _ in self.prepared})
+        if len(names) == 1:
+            return names[0]
+        if not names:
+            raise invalid(f"this server has no {self.label} model")
+        raise invalid(f"this server has several {self.label} models; name one in model_name: {', '.join(names)}")
+
+    def resolve(self, name: str, version: int | str | None) -> tuple[ModelRuntime, T]:
+        """The runtime and prepared object for a request's model (its only
+        model of this task when ``name`` is empty)."""
+        name = name or self._default_name()
+        runtime = self.registry.get(name, version)
+        prepared = self.prepared.get((runtime.name, runtime.version))
+        if prepared is None:
+            raise invalid(f"model {name!r} is a {runtime.task!r} model, not a {self.label} model")
+        return runtime, prepared

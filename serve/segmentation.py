@@ -17,8 +17,8 @@ import numpy as np
 from seedlock.core.imaging import decode_image, encode_png, letterbox, normalize, unletterbox_mask
 from seedlock.core.manifest import Manifest, ManifestError
 from seedlock.protos.seedlock.v1 import common_pb2, segmentation_pb2, segmentation_pb2_grpc
-from seedlock.serve.errors import check_deadline, invalid, rpc
-from seedlock.serve.repository import Registry
+from seedlock.serve.errors import check_deadline, rpc
+from seedlock.serve.repository import Registry, TaskModels
 from seedlock.serve.runtime import ModelRuntime
 
 TASK = "segmentation"
@@ -121,30 +121,11 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServicer):
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self.specs: dict[tuple[str, int], SegmenterSpec] = {
-            (name, v): SegmenterSpec.from_manifest(rt.manifest)
-            for name, versions in registry.runtimes.items()
-            for v, rt in versions.items()
-            if rt.task == TASK
-        }
-
-    def _model_name(self, requested: str) -> str:
-        if requested:
-            return requested
-        names = sorted({name for name, _ in self.specs})
-        if len(names) == 1:
-            return names[0]
-        if not names:
-            raise invalid("this server has no segmentation model")
-        raise invalid(f"this server has several segmentation models; name one in model_name: {', '.join(names)}")
+        self.models = TaskModels(registry, TASK, "segmentation", lambda rt: SegmenterSpec.from_manifest(rt.manifest))
 
     @rpc
     def Segment(self, request: segmentation_pb2.SegmentRequest, context: grpc.ServicerContext) -> segmentation_pb2.SegmentResponse:
-        name = self._model_name(request.model_name)
-        runtime = self.registry.get(name, request.model_version)
-        spec = self.specs.get((runtime.name, runtime.version))
-        if spec is None:
-            raise invalid(f"model {name!r} is a {runtime.task!r} model, not a segmentation model")
+        runtime, spec = self.models.resolve(request.model_name, request.model_version)
         check_deadline(context)
         with self.registry.slot(runtime.name, context.time_remaining()):
             out = segment_image(runtime, spec, request.image, before_infer=lambda: check_deadline(context))
