@@ -32,8 +32,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def time_calls(fn: Callable[[], Any], runs: int, warmup: int) -> dict[str, float]:
-    """Latency stats in milliseconds over ``runs`` calls after ``warmup`` calls."""
+def time_samples(fn: Callable[[], Any], runs: int, warmup: int) -> list[float]:
+    """Wall times in milliseconds of ``runs`` calls, after ``warmup`` untimed calls."""
     for _ in range(warmup):
         fn()
     samples = []
@@ -41,6 +41,12 @@ def time_calls(fn: Callable[[], Any], runs: int, warmup: int) -> dict[str, float
         t0 = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - t0) * 1e3)
+    return samples
+
+
+def time_calls(fn: Callable[[], Any], runs: int, warmup: int) -> dict[str, float]:
+    """Latency stats in milliseconds over ``runs`` calls after ``warmup`` calls."""
+    samples = time_samples(fn, runs, warmup)
     return {
         "runs": runs,
         "median_ms": statistics.median(samples),

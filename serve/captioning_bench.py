@@ -41,23 +41,10 @@ def _stats(samples_ms: list[float]) -> dict[str, float]:
     }
 
 
-def _time(fn: Any, runs: int, warmup: int) -> list[float]:
-    import time
-
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    return samples
-
-
 def _bench_caption(args: argparse.Namespace) -> int:
     import onnxruntime as ort
 
-    from seedlock.bench import write_report
+    from seedlock.bench import time_samples, write_report
     from seedlock.clients.captioning import CaptioningClient
     from seedlock.core.manifest import ManifestError
     from seedlock.serve.bench import _Server
@@ -86,7 +73,7 @@ def _bench_caption(args: argparse.Namespace) -> int:
     local_answers = {}
     for label, beam in MODES:
         local_answers[label] = captioner.caption_bytes(data, beam=beam, max_length=args.max_length, n=1)
-        in_process[label] = _stats(_time(lambda: captioner.caption_bytes(data, beam=beam, max_length=args.max_length, n=1),
+        in_process[label] = _stats(time_samples(lambda: captioner.caption_bytes(data, beam=beam, max_length=args.max_length, n=1),
                                          args.requests, args.warmup))
     del captioner
 
@@ -102,7 +89,7 @@ def _bench_caption(args: argparse.Namespace) -> int:
                     raise UserError(f"{label}: the served caption {answer.best.text!r} differs from the in-process "
                                     f"{local.texts[0]!r}: the seed-lock is broken")
                 timings: list[Any] = []
-                samples = _time(lambda: timings.append(client.caption_raw(data, beam=beam, max_length=args.max_length, n=1).timing),
+                samples = time_samples(lambda: timings.append(client.caption_raw(data, beam=beam, max_length=args.max_length, n=1).timing),
                                 args.requests, args.warmup)
                 served[label] = _stats(samples)
                 served[label]["server_total_ms_p50"] = statistics.median(t.total_ms for t in timings[args.warmup:])

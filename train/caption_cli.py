@@ -11,44 +11,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from seedlock.argtypes import int_at_least, non_negative_float, rgb_floats
+
 ENCODERS = ("resnet", "vgg")
 CELLS = ("lstm", "gru")
 DIRECTIONS = ("vanilla", "bi")
 EMBEDDINGS = ("learned", "glove")
 INITS = ("random-normal", "random-uniform", "he-normal", "he-uniform", "lecun-normal", "lecun-uniform")
-
-
-def _int(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def _float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
-def _floats3(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not three comma-separated numbers") from None
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"need 3 comma-separated values (R,G,B), got {len(values)}")
-    return values
 
 
 def register_train(sub: Any) -> None:
@@ -71,17 +40,17 @@ def register_train(sub: Any) -> None:
     g.add_argument("--data", default=S, metavar="scenes|FILE", help="'scenes' (embedded) or a Flickr8k token file / COCO captions .json [scenes]")
     g.add_argument("--images", default=S, metavar="DIR", help="image folder for --data FILE [beside the file]")
     g.add_argument("--split", default=S, metavar="FILE", help="Flickr8k split file listing the images to use")
-    g.add_argument("--size", type=_int(32), default=S, help="square input side, a multiple of 8 [64]")
-    g.add_argument("--n-train", type=_int(1), default=S, help="training images (scenes: how many [1200]; file: a cap)")
-    g.add_argument("--n-val", type=_int(1), default=S, help="validation images (scenes [100]; file: 10%%, at most 1000)")
-    g.add_argument("--data-seed", type=_int(0), default=S, help="seed of the scenes / the validation split [0]")
-    g.add_argument("--min-count", type=_int(1), default=S, help="vocabulary frequency threshold [2]")
-    g.add_argument("--max-words", type=_int(1), default=S, help="cut training captions to this many words [20]")
-    g.add_argument("--mean", type=_floats3, default=S, metavar="R,G,B", help="normalization mean [ImageNet]")
-    g.add_argument("--std", type=_floats3, default=S, metavar="R,G,B", help="normalization std [ImageNet]")
+    g.add_argument("--size", type=int_at_least(32), default=S, help="square input side, a multiple of 8 [64]")
+    g.add_argument("--n-train", type=int_at_least(1), default=S, help="training images (scenes: how many [1200]; file: a cap)")
+    g.add_argument("--n-val", type=int_at_least(1), default=S, help="validation images (scenes [100]; file: 10%%, at most 1000)")
+    g.add_argument("--data-seed", type=int_at_least(0), default=S, help="seed of the scenes / the validation split [0]")
+    g.add_argument("--min-count", type=int_at_least(1), default=S, help="vocabulary frequency threshold [2]")
+    g.add_argument("--max-words", type=int_at_least(1), default=S, help="cut training captions to this many words [20]")
+    g.add_argument("--mean", type=rgb_floats, default=S, metavar="R,G,B", help="normalization mean [ImageNet]")
+    g.add_argument("--std", type=rgb_floats, default=S, metavar="R,G,B", help="normalization std [ImageNet]")
     g = p.add_argument_group("model (the thesis's five modules)")
     g.add_argument("--encoder", choices=ENCODERS, default=S, help="feature extraction CNN [resnet]")
-    g.add_argument("--width", type=_int(1), default=S, help="CNN channels of the first stage [12]")
+    g.add_argument("--width", type=int_at_least(1), default=S, help="CNN channels of the first stage [12]")
     g.add_argument("--encoder-weights", default=S, metavar="FILE", help="user-supplied CNN weights (a state dict of the encoder)")
     g.add_argument("--freeze-encoder", action="store_true", default=S, help="do not train the CNN (with --encoder-weights)")
     g.add_argument("--cell", choices=CELLS, default=S, help="RNN cell [lstm]")
@@ -89,22 +58,22 @@ def register_train(sub: Any) -> None:
     g.add_argument("--embedding", choices=EMBEDDINGS, default=S, help="word embedding: learned or from --glove [learned]")
     g.add_argument("--glove", default=S, metavar="FILE", help="GloVe text file (word v1 .. vD per line)")
     g.add_argument("--glove-trainable", action="store_true", default=S, help="fine-tune the GloVe vectors (frozen by default)")
-    g.add_argument("--embed-dim", type=_int(1), default=S, help="embedding size; must match the GloVe file [64]")
-    g.add_argument("--hidden", type=_int(1), default=S, help="RNN and merge size [96]")
+    g.add_argument("--embed-dim", type=int_at_least(1), default=S, help="embedding size; must match the GloVe file [64]")
+    g.add_argument("--hidden", type=int_at_least(1), default=S, help="RNN and merge size [96]")
     g.add_argument("--attention", action=argparse.BooleanOptionalAction, default=S, help="attention over the CNN regions [off]")
     g.add_argument("--init", choices=INITS, default=S, help="initialization of the sequential side [lecun-uniform]")
-    g.add_argument("--dropout", type=_float, default=S, help="dropout before the merge and output layers [0.1]")
+    g.add_argument("--dropout", type=non_negative_float, default=S, help="dropout before the merge and output layers [0.1]")
     g = p.add_argument_group("optimization")
-    g.add_argument("--steps", type=_int(1), default=S, help="total optimizer steps (overrides --epochs) [400]")
-    g.add_argument("--epochs", type=_int(1), default=S, help="epochs, when --steps is not set")
-    g.add_argument("--batch-size", type=_int(1), default=S, help="images per step, each with all its captions [12]")
-    g.add_argument("--lr", type=_float, default=S, help="Adam learning rate (cosine decay to 10%%) [3e-3]")
-    g.add_argument("--seed", type=_int(0), default=S, help="training seed: weights and data order [777]")
+    g.add_argument("--steps", type=int_at_least(1), default=S, help="total optimizer steps (overrides --epochs) [400]")
+    g.add_argument("--epochs", type=int_at_least(1), default=S, help="epochs, when --steps is not set")
+    g.add_argument("--batch-size", type=int_at_least(1), default=S, help="images per step, each with all its captions [12]")
+    g.add_argument("--lr", type=non_negative_float, default=S, help="Adam learning rate (cosine decay to 10%%) [3e-3]")
+    g.add_argument("--seed", type=int_at_least(0), default=S, help="training seed: weights and data order [777]")
     g = p.add_argument_group("evaluation and run")
-    g.add_argument("--beam", type=_int(1), default=S, help="beam size for the beam-search BLEU [3]")
-    g.add_argument("--max-length", type=_int(1), default=S, help="maximum caption length when decoding [20]")
+    g.add_argument("--beam", type=int_at_least(1), default=S, help="beam size for the beam-search BLEU [3]")
+    g.add_argument("--max-length", type=int_at_least(1), default=S, help="maximum caption length when decoding [20]")
     g.add_argument("--out", default=S, metavar="DIR", help="run folder [runs/caption]")
-    g.add_argument("--threads", type=_int(1), default=S, help="torch CPU threads (fix it for bit-identical reruns)")
+    g.add_argument("--threads", type=int_at_least(1), default=S, help="torch CPU threads (fix it for bit-identical reruns)")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=S, help="no progress bar")
     p.set_defaults(func=run_train_caption)
 

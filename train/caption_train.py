@@ -45,7 +45,7 @@ from seedlock.train.captioner import (
     load_glove, torch_graphs,
 )  # fmt: skip
 from seedlock.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
-from seedlock.train.config import ConfigFile
+from seedlock.train.config import ConfigFile, is_int, need
 from seedlock.train.determinism import deterministic
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -106,13 +106,6 @@ class CaptionConfig(ConfigFile):
     progress: bool = True
 
     def validate(self) -> None:
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
-                raise UserError(msg)
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
         for name in ("size", "width", "embed_dim", "hidden", "batch_size", "epochs", "min_count", "max_words", "beam", "max_length"):
             v = getattr(self, name)
             need(is_int(v) and v >= 1, f"{name} must be a positive integer, got {v!r}")

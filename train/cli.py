@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from seedlock.core.errors import UserError
-from seedlock.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
+from seedlock.argtypes import non_negative_float, non_negative_int, positive_float, positive_int, rgb_floats
 
 # The imports of torch-backed modules stay inside the handlers: building the
 # parser (``seedlock --help``) must work without torch (the serving image).
@@ -31,16 +31,6 @@ TRAIN_MODULES: tuple[str, ...] = (
 )
 ACTIVATIONS = ("relu", "elu", "bi-relu", "bi-elu")
 NORMS = ("batch", "instance", "group", "none", "ensemble-instance", "ensemble-group")
-
-
-def _floats3(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not three comma-separated numbers") from None
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"need 3 comma-separated values (R,G,B), got {len(values)}")
-    return values
 
 
 def register(subparsers: Any) -> None:
@@ -76,8 +66,8 @@ def _add_segment(sub: Any) -> None:
     g.add_argument("--n-train", type=positive_int, default=S, help="training samples (scenes: how many to draw [1024]; folder: a cap)")
     g.add_argument("--n-val", type=positive_int, default=S, help="validation samples (scenes [32]; folder: a cap)")
     g.add_argument("--data-seed", type=non_negative_int, default=S, help="seed of the embedded scenes [0]")
-    g.add_argument("--mean", type=_floats3, default=S, metavar="R,G,B", help="normalization mean [ImageNet]")
-    g.add_argument("--std", type=_floats3, default=S, metavar="R,G,B", help="normalization std [ImageNet]")
+    g.add_argument("--mean", type=rgb_floats, default=S, metavar="R,G,B", help="normalization mean [ImageNet]")
+    g.add_argument("--std", type=rgb_floats, default=S, metavar="R,G,B", help="normalization std [ImageNet]")
     g = p.add_argument_group("model")
     g.add_argument("--width", type=positive_int, default=S, help="filters in the first stage (doubling per stage) [16]")
     g.add_argument("--depth", type=positive_int, default=S, help="number of down-sampling stages [3]")

@@ -45,3 +45,14 @@ class ConfigFile:
         if not isinstance(data, dict):
             raise UserError(f"{path} must hold a mapping of option: value")
         return cls.from_dict(data)
+
+
+def need(ok: bool, message: str) -> None:
+    """For ``validate`` methods: raise :class:`UserError` with ``message`` unless ``ok``."""
+    if not ok:
+        raise UserError(message)
+
+
+def is_int(value: Any) -> bool:
+    """A real integer (``True`` is not a step count)."""
+    return isinstance(value, int) and not isinstance(value, bool)

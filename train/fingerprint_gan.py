@@ -52,7 +52,7 @@ from seedlock.core.errors import UserError
 from seedlock.core.fingerprints import ALL, QUALITIES, from_uint8, latents, tile, to_uint8
 from seedlock.core.imaging import write_png
 from seedlock.core.similarity import compare_sets
-from seedlock.train.config import ConfigFile
+from seedlock.train.config import ConfigFile, is_int, need
 from seedlock.train.dcgan import (
     D_ACTIVATIONS,
     G_ACTIVATIONS,
@@ -131,14 +131,6 @@ class FingerprintGANConfig(ConfigFile):
 
     def validate(self) -> None:
         """Raise :class:`UserError` naming the first bad option."""
-
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
-                raise UserError(msg)
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
         for name in ("latent_dim", "g_width", "d_width", "batch_size", "steps", "samples", "log_every"):
             v = getattr(self, name)
             need(is_int(v) and v >= 1, f"{name} must be a positive integer, got {v!r}")

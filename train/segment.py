@@ -43,7 +43,7 @@ from seedlock.core.metrics import IGNORE_INDEX, confusion_matrix, scores_from_co
 from seedlock.core.rng import SeedStream
 from seedlock.train.bi_activation import ACTIVATIONS
 from seedlock.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
-from seedlock.train.config import ConfigFile
+from seedlock.train.config import ConfigFile, is_int, need
 from seedlock.train.data.segmentation import SegmentationDataset, build_sources
 from seedlock.train.determinism import deterministic
 from seedlock.train.losses import LOSSES, SegmentationLoss
@@ -107,14 +107,6 @@ class SegmentConfig(ConfigFile):
     # -- (de)serialization ----------------------------------------------
     def validate(self) -> None:
         """Raise :class:`UserError` naming the first bad option."""
-
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
-                raise UserError(msg)
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
         for name in ("size", "width", "depth", "batch_size", "epochs", "groups"):
             v = getattr(self, name)
             need(is_int(v) and v >= 1, f"{name} must be a positive integer, got {v!r}")
