@@ -2,9 +2,16 @@
 #
 # seedlock inference server. Serving stack only: ONNX Runtime + gRPC, no torch.
 #
-#   GPU (default): NVIDIA CUDA runtime base, the `gpu` extra (onnxruntime-gpu + TensorRT)
+#   GPU (default): NVIDIA CUDA runtime base, the `gpu` extra (onnxruntime-gpu + the
+#   TensorRT runtime, which runs model.plan engines; their bi-activation kernel is
+#   compiled into the engine, so serving needs neither Python plugin code nor Triton)
 #     docker build -t seedlock:gpu .
 #     docker run --gpus all -p 8001:8001 -v "$PWD/repository:/models:ro" seedlock:gpu
+#   GPU image that can also build engines on the serving GPU (`seedlock export trt`;
+#   adds onnx and Triton, still no torch):
+#     docker build --build-arg ENGINES=yes -t seedlock:gpu-engines .
+#     docker run --gpus all -v "$PWD/repository:/models" --entrypoint seedlock \
+#       seedlock:gpu-engines export trt /models/segmenter
 #   CPU:
 #     docker build --build-arg VARIANT=cpu -t seedlock:cpu .
 #     docker run -p 8001:8001 -v "$PWD/repository:/models:ro" seedlock:cpu
@@ -39,6 +46,7 @@ RUN apt-get update \
 # ---------------------------------------------------------------------------
 FROM base AS build
 ARG VARIANT
+ARG ENGINES=no
 WORKDIR /src
 # setuptools lists every layer's package, so all layer folders are copied;
 # only the serving dependencies are installed (torch comes with the `train`
@@ -57,7 +65,8 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # wheel reinstalled so its files are the ones left in place.
 RUN python3 -m venv "$VIRTUAL_ENV" \
     && if [ "$VARIANT" = "gpu" ]; then \
-         pip install --no-cache-dir "./[gpu]" \
+         if [ "$ENGINES" = "yes" ]; then extras="gpu,engines"; else extras="gpu"; fi \
+         && pip install --no-cache-dir "./[${extras}]" \
          && ORT_GPU="$(python -c 'import importlib.metadata as m; print(m.version("onnxruntime-gpu"))')" \
          && pip uninstall -y onnxruntime onnxruntime-gpu \
          && pip install --no-cache-dir --no-deps "onnxruntime-gpu==${ORT_GPU}"; \
@@ -65,7 +74,8 @@ RUN python3 -m venv "$VIRTUAL_ENV" \
          pip install --no-cache-dir .; \
        fi \
     && python -c "import importlib.util as u, sys; sys.exit('torch must not be in the serving image' if u.find_spec('torch') else 0)" \
-    && python -c "import onnxruntime as ort; print('onnxruntime', ort.__version__, ort.get_available_providers())"
+    && python -c "import onnxruntime as ort; print('onnxruntime', ort.__version__, ort.get_available_providers())" \
+    && if [ "$VARIANT" = "gpu" ]; then python -c "import importlib.metadata as m; print('tensorrt', m.version('tensorrt'))"; fi
 
 # ---------------------------------------------------------------------------
 FROM base AS runtime

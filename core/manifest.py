@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seedlock.core.engines import EngineRecord
+
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 DTYPES = ("float32", "float64", "float16", "int64", "int32", "uint8", "bool")
@@ -62,6 +64,9 @@ class Manifest:
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     tools: dict[str, str] = field(default_factory=dict)
+    # graph role -> TensorRT engine record (seedlock.core.engines.EngineRecord as a dict);
+    # written by `seedlock export trt`, empty for ONNX-only models.
+    engines: dict[str, dict[str, Any]] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     # -- serialization -------------------------------------------------
@@ -123,6 +128,16 @@ class Manifest:
         except KeyError:
             raise ManifestError(f"model {self.name!r} has no graph {role!r} (has: {sorted(self.graphs)})") from None
 
+    def engine(self, role: str = "model") -> EngineRecord | None:
+        """The TensorRT engine recorded for a graph, if any."""
+        data = self.engines.get(role)
+        if data is None:
+            return None
+        try:
+            return EngineRecord.from_dict(data)
+        except ValueError as exc:
+            raise ManifestError(f"model {self.name!r} graph {role!r}: {exc}") from None
+
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
@@ -145,6 +160,9 @@ def verify_files(manifest: Manifest, folder: str | Path) -> None:
     for role, graph in manifest.graphs.items():
         if graph.file not in manifest.files:
             raise ManifestError(f"graph {role!r} file {graph.file!r} has no recorded digest")
+    for role, engine in manifest.engines.items():
+        if engine.get("file") not in manifest.files:
+            raise ManifestError(f"engine for graph {role!r} ({engine.get('file')!r}) has no recorded digest")
     for name, expected in manifest.files.items():
         path = folder / name
         if not path.is_file():

@@ -8,13 +8,14 @@ Node: domain ``ai.seedlock``, opset 1, attributes ``base`` (string, "relu" or
     Y = Concat(Elu(X, alpha), Neg(Elu(Neg(X), alpha)), axis=1)
 
 Any ONNX runtime inlines the function (no registration); TensorRT maps the node
-to the fused plugin instead (``seedlock.export.tensorrt``).
+to the fused plugin instead (``seedlock.export.tensorrt_engine``).
 """
 
 from __future__ import annotations
 
+import functools
+
 import onnx
-import onnxscript
 from onnx import helper
 from onnx.defs import OpSchema
 
@@ -38,10 +39,17 @@ SCHEMA = OpSchema(
     ],
 )
 
-_OPSET = onnxscript.values.Opset(DOMAIN, OPSET_VERSION)
-# An Op bound to our schema without registering it with onnx globally: the
-# exporter records the node, the function below gives it meaning.
-_BI_OP = onnxscript.values.Op(_OPSET, OP_TYPE, SCHEMA)
+
+
+@functools.cache
+def _bi_op():
+    """An onnxscript Op bound to our schema without registering it with onnx
+    globally: the exporter records the node, the function below gives it
+    meaning. (onnxscript is imported here so that the TensorRT engine builder,
+    which needs only the names and the function, runs without it.)"""
+    import onnxscript
+
+    return onnxscript.values.Op(onnxscript.values.Opset(DOMAIN, OPSET_VERSION), OP_TYPE, SCHEMA)
 
 
 def onnx_alpha(base: str, alpha: float) -> float:
@@ -50,7 +58,7 @@ def onnx_alpha(base: str, alpha: float) -> float:
 
 def translate(x, base: str, alpha: float):
     """torch.onnx custom translation for ``torch.ops.seedlock.bi_activation``."""
-    return _BI_OP(x, base=base, alpha=onnx_alpha(base, alpha))
+    return _bi_op()(x, base=base, alpha=onnx_alpha(base, alpha))
 
 
 def function_proto() -> onnx.FunctionProto:

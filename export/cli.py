@@ -16,7 +16,7 @@ EXPORT_MODULES: tuple[str, ...] = (
 
 
 def _export_onnx(args: argparse.Namespace) -> int:
-    from seedlock.export.onnx_export import ExportError
+    from seedlock.export.errors import ExportError
     from seedlock.export.segmenter import export_segmenter
 
     if not Path(args.checkpoint).is_file():
@@ -32,22 +32,43 @@ def _export_onnx(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from seedlock.export.onnx_export import ExportError
-    from seedlock.export.verify import verify_model
+    from seedlock.export.errors import ExportError
+    from seedlock.export.verify import verify_backends, verify_model
 
     if not Path(args.model).is_dir():
         raise UserError(f"{args.model} is not a model folder (expected REPOSITORY/NAME)")
     try:
-        verify_model(args.model, version=args.version, checkpoint=args.checkpoint)
+        if args.backends:
+            if args.checkpoint:
+                raise UserError("--checkpoint compares against torch; it cannot be combined with --backends")
+            verify_backends(args.model, args.backends, version=args.version)
+        else:
+            verify_model(args.model, version=args.version, checkpoint=args.checkpoint)
     except ExportError as exc:
         raise UserError(str(exc)) from exc
     print("verify: PASS")
     return 0
 
 
+def _export_trt(args: argparse.Namespace) -> int:
+    from seedlock.export.errors import ExportError
+    from seedlock.export.tensorrt_engine import EngineOptions, export_engines
+
+    if not Path(args.model).is_dir():
+        raise UserError(f"{args.model} is not a model folder (expected REPOSITORY/NAME)")
+    try:
+        options = EngineOptions(fp16=args.fp16, workspace_mib=args.workspace, min_batch=args.min_batch,
+                                opt_batch=args.opt_batch, max_batch=args.max_batch)
+        export_engines(args.model, options, version=args.version)
+    except ExportError as exc:
+        raise UserError(str(exc)) from exc
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("export", help="export a checkpoint to a model repository and verify it",
-                            description="Export checkpoints to a Triton-style model repository (ONNX) and verify exports.")
+    parser = sub.add_parser("export", help="export a checkpoint to a model repository, build engines, verify",
+                            description="Export checkpoints to a Triton-style model repository (ONNX), build "
+                            "TensorRT engines for them, and verify exports.")
     cmds = parser.add_subparsers(dest="export_command", metavar="SUBCOMMAND", required=True)
 
     onnx_p = cmds.add_parser(
@@ -75,7 +96,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     verify_p.add_argument("model", help="REPOSITORY/NAME folder")
     verify_p.add_argument("--version", type=int, default=None, help="version to check (default: the highest)")
     verify_p.add_argument("--checkpoint", default=None, help="also compare against this torch checkpoint")
+    verify_p.add_argument("--backends", default=None, metavar="A,B[,C]",
+                          help="instead, run every graph on these backends and compare each with the first: "
+                          "onnxruntime, onnxruntime-cuda, tensorrt (e.g. onnxruntime,tensorrt)")
     verify_p.set_defaults(func=_verify)
+
+    trt_p = cmds.add_parser(
+        "trt",
+        help="build TensorRT engines (model.plan) for an exported model version",
+        description="Build one TensorRT engine per graph of REPOSITORY/NAME (next to its .onnx file), with "
+        "bi-activation as a fused plugin kernel and an optimization profile over the batch axis, and record "
+        "them with the TensorRT/CUDA versions and GPU in manifest.json. Needs the gpu extra and an NVIDIA GPU; "
+        "the engine only runs on the same TensorRT release and GPU model.",
+    )
+    trt_p.add_argument("model", help="REPOSITORY/NAME folder")
+    trt_p.add_argument("--version", type=int, default=None, help="version to build for (default: the highest)")
+    trt_p.add_argument("--fp16", action="store_true", help="compute in float16 (inputs and outputs stay float32)")
+    trt_p.add_argument("--workspace", type=int, default=1024, metavar="MIB",
+                       help="builder workspace limit in MiB (default: %(default)s)")
+    trt_p.add_argument("--min-batch", type=int, default=1, help="smallest batch the engine accepts (default: %(default)s)")
+    trt_p.add_argument("--opt-batch", type=int, default=1, help="batch the engine is tuned for (default: %(default)s)")
+    trt_p.add_argument("--max-batch", type=int, default=8, help="largest batch the engine accepts (default: %(default)s)")
+    trt_p.set_defaults(func=_export_trt)
 
     import importlib
 

@@ -19,13 +19,10 @@ import onnx
 import torch
 
 from seedlock.export import bi_activation_onnx as bi_onnx
+from seedlock.export.errors import ExportError
 from seedlock.train import bi_activation as _bi  # noqa: F401  (registers torch.ops.seedlock)
 
 PRODUCER = "seedlock"
-
-
-class ExportError(RuntimeError):
-    """The model could not be exported, or the export failed its checks."""
 
 
 def _clean(model: onnx.ModelProto) -> onnx.ModelProto:

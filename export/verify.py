@@ -4,6 +4,9 @@
 2. Parity: ONNX Runtime on the stored seeded reference input reproduces the
    torch output recorded at export time (within the export tolerance); with
    ``checkpoint``, torch is re-run on fresh inputs too.
+
+Or, with ``--backends``, backend against backend on seeded inputs
+(:mod:`seedlock.export.backends`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 from seedlock.core.manifest import ManifestError
 from seedlock.core.repository import ModelVersion, load_version
 from seedlock.export import parity
-from seedlock.export.onnx_export import ExportError
+from seedlock.export.errors import ExportError
 
 
 def split_model_path(path: str | Path) -> tuple[Path, str]:
@@ -25,18 +28,38 @@ def split_model_path(path: str | Path) -> tuple[Path, str]:
     return p.parent, p.name
 
 
+def _load(model_path: str | Path, version: int | None) -> ModelVersion:
+    repository, name = split_model_path(model_path)
+    try:
+        mv = load_version(repository, name, version)
+    except ManifestError as exc:
+        raise ExportError(f"digest check failed: {exc}") from exc
+    return mv
+
+
+def verify_backends(
+    model_path: str | Path, backends: str, version: int | None = None, log: Callable[[str], None] = print
+) -> list[parity.ParityRow]:
+    """Digests, then every graph on each backend against the first one."""
+    from seedlock.export.backends import compare_backends, parse_backends
+
+    names = parse_backends(backends)
+    mv = _load(model_path, version)
+    log(f"digests: {len(mv.manifest.files)} files match manifest.json of {mv.manifest.name} v{mv.manifest.version}")
+    rows = compare_backends(mv, names, log=log)
+    if not all(r.ok for r in rows):
+        raise ExportError(f"backends disagree beyond the tolerance ({sum(not r.ok for r in rows)} of {len(rows)} outputs)")
+    return rows
+
+
 def verify_model(
     model_path: str | Path,
     version: int | None = None,
     checkpoint: str | Path | None = None,
     log: Callable[[str], None] = print,
 ) -> list[parity.ParityRow]:
-    repository, name = split_model_path(model_path)
-    try:
-        mv: ModelVersion = load_version(repository, name, version)
-    except ManifestError as exc:
-        raise ExportError(f"digest check failed: {exc}") from exc
-    log(f"digests: {len(mv.manifest.files)} files match manifest.json of {name} v{mv.manifest.version}")
+    mv = _load(model_path, version)
+    log(f"digests: {len(mv.manifest.files)} files match manifest.json of {mv.manifest.name} v{mv.manifest.version}")
     from seedlock.export.segmenter import cpu_session  # local: keeps torch import lazy
 
     graph = mv.manifest.graph("model")

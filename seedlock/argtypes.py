@@ -57,3 +57,14 @@ def rgb_floats(text: str) -> list[float]:
     if len(values) != 3:
         raise argparse.ArgumentTypeError(f"need 3 comma-separated values (R,G,B), got {len(values)}")
     return values
+
+
+def positive_int_list(text: str) -> list[int]:
+    """``1,4,16`` -> [1, 4, 16]; every value >= 1, at least one."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants integers like 1,4,16, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"wants integers >= 1 like 1,4,16, got {text!r}")
+    return values

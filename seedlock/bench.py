@@ -22,6 +22,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "seedlock.serve.captioning_bench:register",
     "seedlock.serve.composition_bench:register",
     "seedlock.train.similarity_cli:register_bench",
+    "seedlock.backends_bench:register",
 )
 
 
@@ -42,6 +43,18 @@ def time_samples(fn: Callable[[], Any], runs: int, warmup: int) -> list[float]:
         fn()
         samples.append((time.perf_counter() - t0) * 1e3)
     return samples
+
+
+def summarize(samples: list[float], items_per_call: int = 1, rate: str = "items_per_s") -> dict[str, float]:
+    """Median, p90 and min of millisecond samples, and ``rate``: items per second at the median."""
+    median = statistics.median(samples)
+    return {
+        "runs": len(samples),
+        "median_ms": median,
+        "p90_ms": percentile(samples, 0.9),
+        "min_ms": min(samples),
+        rate: items_per_call * 1e3 / median,
+    }
 
 
 def time_calls(fn: Callable[[], Any], runs: int, warmup: int) -> dict[str, float]:

@@ -29,16 +29,9 @@ MODES = (("greedy", 1), ("beam 3", 3))
 
 
 def _stats(samples_ms: list[float]) -> dict[str, float]:
-    from seedlock.bench import percentile
+    from seedlock.bench import summarize
 
-    p50 = statistics.median(samples_ms)
-    return {
-        "runs": len(samples_ms),
-        "p50_ms": p50,
-        "p90_ms": percentile(samples_ms, 0.9),
-        "min_ms": min(samples_ms),
-        "captions_per_s": 1e3 / p50,
-    }
+    return summarize(samples_ms, rate="captions_per_s")
 
 
 def _bench_caption(args: argparse.Namespace) -> int:
@@ -112,13 +105,13 @@ def _bench_caption(args: argparse.Namespace) -> int:
         "captions": {label: local_answers[label].texts[0] for label, _ in MODES},
         "in_process": in_process,
         "server": served,
-        "server_over_in_process_p50": {label: served[label]["p50_ms"] / in_process[label]["p50_ms"] for label, _ in MODES},
+        "server_over_in_process_p50": {label: served[label]["median_ms"] / in_process[label]["median_ms"] for label, _ in MODES},
         "environment": {"cpu_count": os.cpu_count(), "python": platform.python_version(), "onnxruntime": ort.__version__},
     }
     print(f"{'decoding':<9} {'path':<11} {'p50 ms':>8} {'p90 ms':>8} {'captions/s':>11}")
     for label, _ in MODES:
         for path, m in (("in-process", in_process[label]), ("server", served[label])):
-            print(f"{label:<9} {path:<11} {m['p50_ms']:>8.2f} {m['p90_ms']:>8.2f} {m['captions_per_s']:>11.1f}")
+            print(f"{label:<9} {path:<11} {m['median_ms']:>8.2f} {m['p90_ms']:>8.2f} {m['captions_per_s']:>11.1f}")
     for label, _ in MODES:
         print(f"{label}: server / in-process p50 {report['server_over_in_process_p50'][label]:.2f}x; "
               f"caption {report['captions'][label]!r}")

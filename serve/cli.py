@@ -31,6 +31,11 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--providers", default=None,
                         help="ONNX Runtime execution providers in priority order, e.g. trt,cuda,cpu "
                         "(default: the best this build has: TensorRT > CUDA > CPU)")
+    parser.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt"), default="auto",
+                        help="what runs the graphs: 'auto' uses a model version's TensorRT engine (from `seedlock export trt`) "
+                        "when this host can run it (same TensorRT, CUDA major and GPU as it was built with) and ONNX Runtime "
+                        "otherwise, with a warning saying why; 'tensorrt' also warns about models without an engine; "
+                        "'onnxruntime' ignores engines (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads per model session (default: the cores available)")
     parser.add_argument("--inter-op-threads", type=int, default=1, help="inter-op threads per session (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="gRPC worker threads (default: %(default)s)")
@@ -73,6 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
         model_concurrency=args.model_concurrency,
         allow_spinning=args.spin,
         cache_dir=args.trt_cache,
+        backend=args.backend,
     )
     # One line on stdout for scripts and tests that started us with --port 0.
     print(f"seedlock serve: listening on {running.address}", flush=True)

@@ -59,11 +59,14 @@ def check_deadline(context: grpc.ServicerContext) -> None:
 
 
 def _ort_invalid_argument() -> tuple[type[BaseException], ...]:
+    """The runtimes' "bad input" errors: onnxruntime's and the TensorRT engine session's."""
+    from seedlock.serve.tensorrt_runtime import EngineInputError
+
     try:
         from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
     except ImportError:  # pragma: no cover - onnxruntime layout changed
-        return ()
-    return (InvalidArgument,)
+        return (EngineInputError,)
+    return (InvalidArgument, EngineInputError)
 
 
 _ORT_INVALID = _ort_invalid_argument()

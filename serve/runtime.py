@@ -1,8 +1,11 @@
-"""ONNX Runtime sessions for served models: execution provider choice,
-thread counts and deterministic settings.
+"""Sessions for served models: a prebuilt TensorRT engine where the model
+version has one this host can run, else ONNX Runtime (execution provider
+choice, thread counts and deterministic settings).
 
-The provider is taken from what this onnxruntime build offers, best first
-(TensorRT EP, CUDA EP, CPU), or named by the operator (``--providers``).
+The ONNX Runtime provider is taken from what this onnxruntime build offers,
+best first (TensorRT EP, CUDA EP, CPU), or named by the operator
+(``--providers``). The backend (``--backend``) decides whether engines
+recorded in the manifest (``seedlock export trt``) are used.
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import onnxruntime as ort
 
 from seedlock.core.errors import UserError
 from seedlock.core.manifest import GraphSpec, Manifest, ManifestError
+from seedlock.serve.tensorrt_runtime import EngineSession, host_refusal
 
 log = logging.getLogger("seedlock.serve")
 
@@ -26,6 +30,10 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 PREFERENCE = (TENSORRT, CUDA, CPU)
 ALIASES = {"trt": TENSORRT, "tensorrt": TENSORRT, "cuda": CUDA, "gpu": CUDA, "cpu": CPU}
+# "auto": a recorded engine when this host can run it, else ONNX Runtime;
+# "tensorrt": the same, but a model without an engine is worth a warning;
+# "onnxruntime": ignore engines.
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
 
 
 def default_threads() -> int:
@@ -74,6 +82,11 @@ class SessionConfig:
     allow_spinning: bool = False
     cache_dir: str | None = None  # TensorRT engine/timing caches
     explicit_providers: bool = False  # operator named them: fail rather than fall back
+    backend: str = "auto"  # one of BACKENDS
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise UserError(f"backend {self.backend!r} is not one of {', '.join(BACKENDS)}")
 
 
 def _provider_options(name: str, config: SessionConfig) -> dict[str, str]:
@@ -91,7 +104,9 @@ def _provider_options(name: str, config: SessionConfig) -> dict[str, str]:
     if name == CUDA:
         # Heuristic algorithm choice: the same convolution algorithm on every
         # load, where benchmarking ("EXHAUSTIVE") could pick differently.
-        return {"cudnn_conv_algo_search": "DEFAULT"}
+        # TF32 off: fp32 answers must match the CPU within the parity tolerance,
+        # and TF32 convolutions/matmuls (the default on Ampere+) would not.
+        return {"cudnn_conv_algo_search": "DEFAULT", "use_tf32": "0"}
     return {}
 
 
@@ -134,7 +149,17 @@ def create_session(model: str | Path | bytes, config: SessionConfig) -> ort.Infe
         return ort.InferenceSession(source, sess_options=session_options(config), providers=[CPU])
 
 
-def check_graph(session: ort.InferenceSession, spec: GraphSpec, role: str) -> None:
+class GraphSession(Protocol):
+    """What the server uses of a session: ``onnxruntime.InferenceSession`` or
+    :class:`~seedlock.serve.tensorrt_runtime.EngineSession`."""
+
+    def run(self, output_names: Sequence[str] | None, feeds: dict[str, np.ndarray]) -> list[Any]: ...
+    def get_inputs(self) -> list[Any]: ...
+    def get_outputs(self) -> list[Any]: ...
+    def get_providers(self) -> list[str]: ...
+
+
+def check_graph(session: GraphSession, spec: GraphSpec, role: str) -> None:
     """The manifest's tensor names must be the graph's, or requests would fail late."""
     graph_inputs = [i.name for i in session.get_inputs()]
     graph_outputs = [o.name for o in session.get_outputs()]
@@ -153,7 +178,7 @@ class ModelRuntime:
 
     manifest: Manifest
     folder: Path
-    sessions: dict[str, ort.InferenceSession]
+    sessions: dict[str, GraphSession]
 
     @property
     def name(self) -> str:
@@ -173,8 +198,13 @@ class ModelRuntime:
 
     @property
     def providers(self) -> list[str]:
-        session = self.sessions.get("model") or next(iter(self.sessions.values()))
-        return list(session.get_providers())
+        """What actually serves the graphs, "model" first (e.g. ["TensorRTEngine"]
+        or ["CUDAExecutionProvider", "CPUExecutionProvider"])."""
+        roles = sorted(self.sessions, key=lambda r: (r != "model", r))
+        seen: list[str] = []
+        for role in roles:
+            seen += [p for p in self.sessions[role].get_providers() if p not in seen]
+        return seen
 
     def __post_init__(self) -> None:
         # Computed once: the digest hashes the canonical manifest JSON.
@@ -185,12 +215,43 @@ class ModelRuntime:
         return self.sessions[role].run(outputs, feeds)
 
 
+def _engine_session(manifest: Manifest, folder: Path, spec: GraphSpec, role: str) -> tuple[GraphSession | None, str]:
+    """The graph's TensorRT engine as a session, or None and why it cannot serve."""
+    record = manifest.engine(role)
+    if record is None:
+        return None, f"has no TensorRT engine (build one with `seedlock export trt {folder.parent}`)"
+    reason = host_refusal(record)
+    if reason:
+        return None, reason
+    session = None
+    try:
+        session = EngineSession(folder / record.file)
+        check_graph(session, spec, role)
+    except Exception as exc:  # noqa: BLE001 - any engine failure falls back to the ONNX graph
+        if session is not None:
+            session.close()  # its device memory now, not whenever GC gets to it
+        return None, f"engine {record.file} failed to load: {type(exc).__name__}: {exc}"
+    log.info("%s v%d graph %r: serving TensorRT engine %s (%s)", manifest.name, manifest.version, role, record.file, record.precision)
+    return session, ""
+
+
 def load_runtime(manifest: Manifest, folder: Path, config: SessionConfig) -> ModelRuntime:
-    sessions = {}
+    """A session per graph: the recorded TensorRT engine when the backend allows
+    it and this host can run it, else the ONNX graph through ONNX Runtime (with
+    a warning saying why, when an engine was expected)."""
+    sessions: dict[str, GraphSession] = {}
     for role, spec in sorted(manifest.graphs.items()):
         if not spec.file.endswith(".onnx"):
             raise ManifestError(f"graph {role!r} is {spec.file!r}; this server runs ONNX graphs only")
-        session = create_session(folder / spec.file, config)
-        check_graph(session, spec, role)
+        engine_wanted = config.backend == "tensorrt" or (config.backend == "auto" and role in manifest.engines)
+        session, why_not = _engine_session(manifest, folder, spec, role) if engine_wanted else (None, "")
+        if session is None:
+            session = create_session(folder / spec.file, config)
+            check_graph(session, spec, role)
+            if why_not:
+                log.warning(
+                    "model %s version %d graph %r: %s; serving %s through ONNX Runtime (%s) instead",
+                    manifest.name, manifest.version, role, why_not, spec.file, ", ".join(session.get_providers()),
+                )
         sessions[role] = session
     return ModelRuntime(manifest, folder, sessions)

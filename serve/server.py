@@ -135,8 +135,14 @@ def start_server(
     model_concurrency: int | None = None,
     allow_spinning: bool = False,
     cache_dir: str | None = None,
+    backend: str = "auto",
 ) -> RunningServer:
     """Load the repository and serve it on ``host:port`` (0: a free port).
+
+    ``backend``: "auto" serves a graph through its TensorRT engine (``seedlock
+    export trt``) when this host can run it, else through ONNX Runtime;
+    "onnxruntime" ignores engines; "tensorrt" is "auto" that also warns about
+    models without an engine.
 
     Raises :class:`UserError` when nothing can be served (no repository, no
     loadable model, port taken) or a flag is wrong.
@@ -153,10 +159,11 @@ def start_server(
         allow_spinning=allow_spinning,
         cache_dir=cache_dir,
         explicit_providers=bool(providers),
+        backend=backend,
     )
     log.info(
-        "onnxruntime %s; execution providers %s (available: %s); %d intra-op thread(s)",
-        ort.__version__, ", ".join(chosen), ", ".join(ort.get_available_providers()), config.intra_op_threads,
+        "backend %s; onnxruntime %s; execution providers %s (available: %s); %d intra-op thread(s)",
+        backend, ort.__version__, ", ".join(chosen), ", ".join(ort.get_available_providers()), config.intra_op_threads,
     )
     concurrency = model_concurrency or default_concurrency(config.intra_op_threads)
     registry = load_repository(repository, config, models=models, max_inflight=max_inflight, concurrency=concurrency)

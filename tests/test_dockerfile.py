@@ -53,7 +53,20 @@ def test_gpu_base_and_cpu_variant_build_argument(text):
     froms = [rest for word, rest in ins if word == "FROM"]
     assert "${CUDA_BASE} AS base-gpu" in froms and "${CPU_BASE} AS base-cpu" in froms
     assert "base-${VARIANT} AS base" in froms
-    assert '"./[gpu]"' in text  # the gpu extra on GPU images
+    # the gpu extra on GPU images; the engine-building tools only when asked for
+    assert args["ENGINES"] == "no"
+    assert 'extras="gpu"' in text and 'extras="gpu,engines"' in text and '"./[${extras}]"' in text
+
+
+def test_gpu_extra_brings_the_tensorrt_runtime():
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(dep.startswith("tensorrt") for dep in extras["gpu"])
+    assert any(dep.startswith("onnxruntime-gpu") for dep in extras["gpu"])
+    # building engines needs onnx and Triton but never torch
+    assert any(dep.startswith("triton") for dep in extras["engines"])
+    assert not any("torch" in dep for dep in extras["engines"] + extras["gpu"])
 
 
 def test_no_training_stack_in_the_image(text):

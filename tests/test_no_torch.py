@@ -70,3 +70,19 @@ def test_cli_help_without_torch(no_torch_env, command):
     proc = run(no_torch_env, "-m", "seedlock", *command)
     assert proc.returncode == 0, proc.stderr
     assert "usage: seedlock" in proc.stdout
+
+
+def test_engine_building_and_backend_comparison_need_no_torch(no_torch_env, segmenter_repository, tmp_path):
+    """`export trt` and `export verify --backends` run in the GPU image, which has
+    onnx and TensorRT but no torch: they import without it and fail only for
+    the reason this host has (no TensorRT / GPU here), not for torch."""
+    imports = "import seedlock.export.tensorrt_engine, seedlock.export.backends, seedlock.backends_bench, sys; assert 'torch' not in sys.modules"
+    proc = run(no_torch_env, "-c", imports)
+    assert proc.returncode == 0, proc.stderr
+    import shutil
+
+    repo = shutil.copytree(segmenter_repository, tmp_path / "repository")  # a GPU host writes engines into it
+    proc = run(no_torch_env, "-m", "seedlock", "export", "trt", str(repo / "segmenter"))
+    assert "torch" not in proc.stderr, proc.stderr
+    if proc.returncode != 0:
+        assert proc.returncode == 2 and ("TensorRT" in proc.stderr or "GPU" in proc.stderr), proc.stderr
