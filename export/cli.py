@@ -106,8 +106,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="build TensorRT engines (model.plan) for an exported model version",
         description="Build one TensorRT engine per graph of REPOSITORY/NAME (next to its .onnx file), with "
         "bi-activation as a fused plugin kernel and an optimization profile over the batch axis, and record "
-        "them with the TensorRT/CUDA versions and GPU in manifest.json. Needs the gpu extra and an NVIDIA GPU; "
-        "the engine only runs on the same TensorRT release and GPU model.",
+        "them with the TensorRT/CUDA versions and GPU in manifest.json. Needs the gpu and engines extras and an "
+        "NVIDIA GPU; the engine only runs on the same TensorRT release and GPU model.",
     )
     trt_p.add_argument("model", help="REPOSITORY/NAME folder")
     trt_p.add_argument("--version", type=int, default=None, help="version to build for (default: the highest)")

@@ -108,7 +108,8 @@ def _bench_backends(args: argparse.Namespace) -> int:
             else:
                 runners = _trt_runners(mv.folder, mv.manifest.name, backend.endswith("fp16"), max(batches), args.workspace)
         except Exception as exc:  # noqa: BLE001 - reported, the other backends still run
-            report["backends"][backend] = {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
+            reason = str(exc) if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}"
+            report["backends"][backend] = {"available": False, "reason": reason}
             print(f"{backend}: unavailable ({exc})", flush=True)
             continue
         result: dict[str, Any] = {"available": True, "graphs": {}}
