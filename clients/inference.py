@@ -13,36 +13,15 @@ import numpy as np
 
 from seedlock.clients.base import BaseClient
 from seedlock.clients.errors import InvalidArgument
+from seedlock.core.v2_datatypes import TYPED_FIELD, V2_TO_NUMPY, numpy_to_v2
 from seedlock.protos.inference import grpc_service_pb2 as pb
 from seedlock.protos.inference import grpc_service_pb2_grpc as pb_grpc
 
-_V2: dict[str, np.dtype] = {
-    "BOOL": np.dtype("bool"),
-    "UINT8": np.dtype("<u1"),
-    "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"),
-    "INT8": np.dtype("<i1"),
-    "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"),
-    "FP16": np.dtype("<f2"),
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-}
-_FROM_NUMPY = {dt.newbyteorder("="): name for name, dt in _V2.items()}
-_TYPED = {
-    "BOOL": "bool_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
-    "UINT64": "uint64_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
-    "INT64": "int64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents",
-}
-
-
 def v2_datatype(dtype: np.dtype) -> str:
-    try:
-        return _FROM_NUMPY[np.dtype(dtype).newbyteorder("=")]
-    except KeyError:
-        raise InvalidArgument(grpc.StatusCode.INVALID_ARGUMENT, f"dtype {dtype} has no v2 datatype") from None
+    name = numpy_to_v2(dtype)
+    if name is None:
+        raise InvalidArgument(grpc.StatusCode.INVALID_ARGUMENT, f"dtype {dtype} has no v2 datatype")
+    return name
 
 
 def _metadata(tensors) -> list[dict[str, Any]]:
@@ -112,9 +91,9 @@ class InferenceClient(BaseClient):
             datatype = v2_datatype(array.dtype)
             tensor = request.inputs.add(name=name, datatype=datatype, shape=array.shape)
             if raw:
-                request.raw_input_contents.append(np.ascontiguousarray(array, dtype=_V2[datatype]).tobytes())
+                request.raw_input_contents.append(np.ascontiguousarray(array, dtype=V2_TO_NUMPY[datatype]).tobytes())
             else:
-                getattr(tensor.contents, _TYPED[datatype]).extend(array.ravel().tolist())
+                getattr(tensor.contents, TYPED_FIELD[datatype]).extend(array.ravel().tolist())
         for name in outputs or []:
             out = request.outputs.add(name=name)
             if not raw:
@@ -127,10 +106,10 @@ class InferenceClient(BaseClient):
     def parse_response(response: pb.ModelInferResponse) -> dict[str, np.ndarray]:
         result = {}
         for i, out in enumerate(response.outputs):
-            dtype = _V2[out.datatype]
+            dtype = V2_TO_NUMPY[out.datatype]
             if i < len(response.raw_output_contents):
                 array = np.frombuffer(response.raw_output_contents[i], dtype=dtype)
             else:
-                array = np.array(getattr(out.contents, _TYPED[out.datatype]), dtype=dtype)
+                array = np.array(getattr(out.contents, TYPED_FIELD[out.datatype]), dtype=dtype)
             result[out.name] = array.reshape(list(out.shape))
         return result

@@ -32,17 +32,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from seedlock.bench import percentile
 from seedlock.core.errors import UserError
 
 TARGET_C1_P50_RATIO = 1.15
 TARGET_THROUGHPUT_RATIO = 0.9
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 def measure(make_call: Callable[[], Callable[[], Any]], concurrency: int, requests: int, warmup: int) -> dict[str, float]:
@@ -89,7 +83,7 @@ def measure(make_call: Callable[[], Callable[[], Any]], concurrency: int, reques
         "concurrency": concurrency,
         "requests": len(flat),
         "p50_ms": statistics.median(flat),
-        "p99_ms": _percentile(flat, 0.99),
+        "p99_ms": percentile(flat, 0.99),
         "mean_ms": statistics.fmean(flat),
         "requests_per_s": len(flat) / wall,
         "wall_s": wall,

@@ -9,24 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from seedlock.core.v2_datatypes import TYPED_FIELD, V2_TO_NUMPY, numpy_to_v2
 from seedlock.serve.errors import invalid
 
-# v2 datatype -> numpy dtype (little-endian, as the protocol's raw bytes are).
-V2_TO_NUMPY: dict[str, np.dtype] = {
-    "BOOL": np.dtype("bool"),
-    "UINT8": np.dtype("<u1"),
-    "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"),
-    "INT8": np.dtype("<i1"),
-    "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"),
-    "FP16": np.dtype("<f2"),
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-}
-NUMPY_TO_V2: dict[np.dtype, str] = {dt.newbyteorder("="): name for name, dt in V2_TO_NUMPY.items()}
 # manifest dtype names (numpy spelling) -> v2 datatype
 MANIFEST_TO_V2: dict[str, str] = {
     "float32": "FP32",
@@ -37,27 +22,11 @@ MANIFEST_TO_V2: dict[str, str] = {
     "uint8": "UINT8",
     "bool": "BOOL",
 }
-# v2 datatype -> InferTensorContents field; FP16 has none (raw only).
-TYPED_FIELD: dict[str, str] = {
-    "BOOL": "bool_contents",
-    "UINT8": "uint_contents",
-    "UINT16": "uint_contents",
-    "UINT32": "uint_contents",
-    "UINT64": "uint64_contents",
-    "INT8": "int_contents",
-    "INT16": "int_contents",
-    "INT32": "int_contents",
-    "INT64": "int64_contents",
-    "FP32": "fp32_contents",
-    "FP64": "fp64_contents",
-}
-
-
 def v2_datatype(dtype: np.dtype) -> str:
-    try:
-        return NUMPY_TO_V2[np.dtype(dtype).newbyteorder("=")]
-    except KeyError:
-        raise invalid(f"dtype {dtype} has no KServe v2 datatype") from None
+    name = numpy_to_v2(dtype)
+    if name is None:
+        raise invalid(f"dtype {dtype} has no KServe v2 datatype")
+    return name
 
 
 def _count(shape: list[int], name: str) -> int:
