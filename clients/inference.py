@@ -13,7 +13,7 @@ import numpy as np
 
 from seedlock.clients.base import BaseClient
 from seedlock.clients.errors import InvalidArgument
-from seedlock.core.v2_datatypes import TYPED_FIELD, V2_TO_NUMPY, numpy_to_v2
+from seedlock.core.dtypes import TYPED_FIELD, V2_TO_NUMPY, numpy_to_v2
 from seedlock.protos.inference import grpc_service_pb2 as pb
 from seedlock.protos.inference import grpc_service_pb2_grpc as pb_grpc
 

@@ -17,11 +17,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seedlock.core.dtypes import BY_MANIFEST
 from seedlock.core.engines import EngineRecord
 
-SCHEMA_VERSION = 1
+# 2: the parity reference moved out of preprocess/postprocess into its own
+# section; version-1 manifests are read by moving it (see _upgrade).
+SCHEMA_VERSION = 2
 MANIFEST_NAME = "manifest.json"
-DTYPES = ("float32", "float64", "float16", "int64", "int32", "uint8", "bool")
+DTYPES = tuple(BY_MANIFEST)
 
 
 class ManifestError(ValueError):
@@ -67,6 +70,11 @@ class Manifest:
     # graph role -> TensorRT engine record (seedlock.core.engines.EngineRecord as a dict);
     # written by `seedlock export trt`, empty for ONNX-only models.
     engines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # What `seedlock export verify` re-checks without the checkpoint, for every
+    # task alike: ``graphs[role]`` = {"inputs": {tensor: file.npy}, "outputs":
+    # {tensor: file.npy}} run through each graph, ``tolerance`` on them, and
+    # ``task``: the answer the task's whole pipeline gave (captions, a melody).
+    reference: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     # -- serialization -------------------------------------------------
@@ -77,6 +85,7 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Manifest":
         try:
+            data = _upgrade(data)
             if data.get("schema_version") != SCHEMA_VERSION:
                 raise ManifestError(
                     f"manifest schema_version {data.get('schema_version')!r} is not {SCHEMA_VERSION}; "
@@ -137,6 +146,30 @@ class Manifest:
             return EngineRecord.from_dict(data)
         except ValueError as exc:
             raise ManifestError(f"model {self.name!r} graph {role!r}: {exc}") from None
+
+
+def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """Read a version-1 manifest as version 2: its reference sat in
+    ``preprocess`` (single-graph tasks) or ``postprocess`` (sequence tasks)."""
+    if not isinstance(data, dict) or data.get("schema_version") != 1:
+        return data
+    data = {**data, "schema_version": SCHEMA_VERSION}
+    for section in ("preprocess", "postprocess"):
+        old = dict(data.get(section) or {})
+        ref = old.pop("reference", None)
+        if ref is None:
+            continue
+        data[section] = old
+        if "input" in ref and "output" in ref:  # one graph, one input and one output
+            graph = data["graphs"]["model"]
+            data["reference"] = {
+                "graphs": {"model": {"inputs": {graph["inputs"][0]["name"]: ref["input"]},
+                                     "outputs": {graph["outputs"][0]["name"]: ref["output"]}}},
+                "tolerance": ref.get("tolerance", 1e-4), "seed": ref.get("seed"),
+            }  # fmt: skip
+        else:
+            data["reference"] = {"task": ref}
+    return data
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

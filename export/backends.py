@@ -57,7 +57,7 @@ def _tensorrt_runner(mv: ModelVersion, role: str) -> Runner:
     record = mv.manifest.engine(role)
     if record is None:
         raise ExportError(f"{mv.folder} has no TensorRT engine for graph {role!r}; run `seedlock export trt` first")
-    from seedlock.serve.tensorrt_runtime import EngineSession, tensorrt_unavailable  # lazy: GPU hosts only
+    from seedlock.core.tensorrt_runtime import EngineSession, tensorrt_unavailable  # lazy: GPU hosts only
 
     reason = tensorrt_unavailable()
     if reason:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 from typing import Any
-from seedlock.argtypes import positive_int
+from seedlock.core.argtypes import positive_int
 
 
 def register_export(sub: Any) -> None:

@@ -1,33 +1,37 @@
-"""``seedlock export``: checkpoints -> model repository, and verification."""
+"""``seedlock export``: checkpoints -> model repository, TensorRT engines, verification.
+
+    seedlock export onnx CHECKPOINT --repository DIR     any task: dispatches on the checkpoint's task
+    seedlock export TASK CHECKPOINT --repository DIR     the same, refusing a checkpoint of another task
+    seedlock export verify REPOSITORY/NAME               digests + stored reference parity
+    seedlock export trt REPOSITORY/NAME                  TensorRT engines (GPU hosts)
+
+Every export takes the same arguments (``--name``, ``--version``,
+``--overwrite``) plus its task's own options, from the task's export module
+(:data:`seedlock.core.tasks.TASKS`). Building the parser imports no torch.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from seedlock.core import tasks
+from seedlock.core.argtypes import positive_int
 from seedlock.core.errors import UserError
 
-# Exports of the other pipelines: each module provides ``register_export(export_subparsers)``.
-EXPORT_MODULES: tuple[str, ...] = (
-    "seedlock.export.caption_cli",
-    "seedlock.export.compose_cli",
-    "seedlock.export.fingerprint_cli",
-)
 
-
-def _export_onnx(args: argparse.Namespace) -> int:
+def _export(args: argparse.Namespace) -> int:
+    from seedlock.export.common import export_checkpoint
     from seedlock.export.errors import ExportError
-    from seedlock.export.segmenter import export_segmenter
 
-    if not Path(args.checkpoint).is_file():
+    if not Path(args.checkpoint).exists():
         raise UserError(f"checkpoint {args.checkpoint} does not exist")
-    if args.version < 1:
-        raise UserError("--version must be a positive integer (Triton version folders start at 1)")
+    options = {k: getattr(args, k) for t in args.export_tasks for k in t.module("export").OPTIONS}
     try:
-        export_segmenter(args.checkpoint, args.repository, name=args.name, version=args.version,
-                         overwrite=args.overwrite, size=args.size)
+        export_checkpoint(args.checkpoint, args.repository, name=args.name, version=args.version,
+                          overwrite=args.overwrite, task=args.expect_task, **options)  # fmt: skip
     except ExportError as exc:
-        raise UserError(str(exc)) from exc
+        raise UserError(str(exc)) from None
     return 0
 
 
@@ -45,7 +49,7 @@ def _verify(args: argparse.Namespace) -> int:
         else:
             verify_model(args.model, version=args.version, checkpoint=args.checkpoint)
     except ExportError as exc:
-        raise UserError(str(exc)) from exc
+        raise UserError(str(exc)) from None
     print("verify: PASS")
     return 0
 
@@ -61,8 +65,27 @@ def _export_trt(args: argparse.Namespace) -> int:
                                 opt_batch=args.opt_batch, max_batch=args.max_batch)
         export_engines(args.model, options, version=args.version)
     except ExportError as exc:
-        raise UserError(str(exc)) from exc
+        raise UserError(str(exc)) from None
     return 0
+
+
+def _add_export(cmds: argparse._SubParsersAction, command: str, chosen: list[tasks.Task], help_text: str) -> None:
+    p = cmds.add_parser(
+        command, help=help_text,
+        description="Export a training checkpoint to ONNX, check ONNX Runtime against torch (max abs error <= 1e-4; "
+        "end to end for the sequence tasks), and write config.pbtxt, the graphs, manifest.json and a seeded "
+        "reference into <repository>/<name>/<version>/. A failed check writes nothing; the same checkpoint "
+        "always exports to the same bytes.",
+    )  # fmt: skip
+    p.add_argument("checkpoint", help="checkpoint.pt written by `seedlock train` (or the run folder holding it)")
+    p.add_argument("--repository", required=True, help="model repository folder (created if missing)")
+    default = chosen[0].model_name if len(chosen) == 1 else "the task's: " + ", ".join(t.model_name for t in chosen)
+    p.add_argument("--name", default=None, help=f"model name in the repository (default: {default})")
+    p.add_argument("--version", type=positive_int, default=1, help="version folder number (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing version folder")
+    for task in chosen:
+        task.module("export").add_arguments(p.add_argument_group(f"{task.name} options") if len(chosen) > 1 else p)
+    p.set_defaults(func=_export, export_tasks=chosen, expect_task=chosen[0].name if len(chosen) == 1 else None)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,31 +93,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                             description="Export checkpoints to a Triton-style model repository (ONNX), build "
                             "TensorRT engines for them, and verify exports.")
     cmds = parser.add_subparsers(dest="export_command", metavar="SUBCOMMAND", required=True)
-
-    onnx_p = cmds.add_parser(
-        "onnx",
-        help="segmentation checkpoint -> <repository>/<name>/<version>/model.onnx + manifest.json",
-        description="Export a training checkpoint to ONNX, check it against torch (max abs error <= 1e-4), "
-        "and write config.pbtxt, model.onnx and manifest.json into the model repository. "
-        "A failed check writes nothing.",
-    )
-    onnx_p.add_argument("checkpoint", help="checkpoint.pt written by `seedlock train`")
-    onnx_p.add_argument("--repository", required=True, help="model repository folder (created if missing)")
-    onnx_p.add_argument("--name", default="segmenter", help="model name in the repository (default: %(default)s)")
-    onnx_p.add_argument("--version", type=int, default=1, help="version folder number (default: %(default)s)")
-    onnx_p.add_argument("--overwrite", action="store_true", help="replace an existing version folder")
-    onnx_p.add_argument("--size", type=int, default=None,
-                        help="square input size the server letterboxes images to (default: the training size)")
-    onnx_p.set_defaults(func=_export_onnx)
+    _add_export(cmds, "onnx", list(tasks.TASKS), f"any checkpoint ({tasks.commands()}) -> <repository>/<name>/<version>/")
+    for task in tasks.TASKS:
+        _add_export(cmds, task.command, [task], f"a {task.title} checkpoint -> the model repository (as `export onnx`)")
 
     verify_p = cmds.add_parser(
         "verify",
         help="re-check an exported model's digests and ONNX Runtime parity",
         description="Check that every file of a model version matches its manifest digest and that ONNX Runtime "
-        "reproduces the reference output recorded at export time; with --checkpoint, re-run torch too.",
+        "reproduces the reference recorded at export time (every graph's outputs, and for sequence tasks the "
+        "whole pipeline's answer); with --checkpoint, re-run torch too.",
     )
     verify_p.add_argument("model", help="REPOSITORY/NAME folder")
-    verify_p.add_argument("--version", type=int, default=None, help="version to check (default: the highest)")
+    verify_p.add_argument("--version", type=positive_int, default=None, help="version to check (default: the highest)")
     verify_p.add_argument("--checkpoint", default=None, help="also compare against this torch checkpoint")
     verify_p.add_argument("--backends", default=None, metavar="A,B[,C]",
                           help="instead, run every graph on these backends and compare each with the first: "
@@ -110,16 +121,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "NVIDIA GPU; the engine only runs on the same TensorRT release and GPU model.",
     )
     trt_p.add_argument("model", help="REPOSITORY/NAME folder")
-    trt_p.add_argument("--version", type=int, default=None, help="version to build for (default: the highest)")
+    trt_p.add_argument("--version", type=positive_int, default=None, help="version to build for (default: the highest)")
     trt_p.add_argument("--fp16", action="store_true", help="compute in float16 (inputs and outputs stay float32)")
-    trt_p.add_argument("--workspace", type=int, default=1024, metavar="MIB",
+    trt_p.add_argument("--workspace", type=positive_int, default=1024, metavar="MIB",
                        help="builder workspace limit in MiB (default: %(default)s)")
-    trt_p.add_argument("--min-batch", type=int, default=1, help="smallest batch the engine accepts (default: %(default)s)")
-    trt_p.add_argument("--opt-batch", type=int, default=1, help="batch the engine is tuned for (default: %(default)s)")
-    trt_p.add_argument("--max-batch", type=int, default=8, help="largest batch the engine accepts (default: %(default)s)")
+    trt_p.add_argument("--min-batch", type=positive_int, default=1, help="smallest batch the engine accepts (default: %(default)s)")
+    trt_p.add_argument("--opt-batch", type=positive_int, default=1, help="batch the engine is tuned for (default: %(default)s)")
+    trt_p.add_argument("--max-batch", type=positive_int, default=8, help="largest batch the engine accepts (default: %(default)s)")
     trt_p.set_defaults(func=_export_trt)
-
-    import importlib
-
-    for module in EXPORT_MODULES:
-        importlib.import_module(module).register_export(cmds)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from seedlock.core.errors import UserError
-from seedlock.argtypes import positive_int
+from seedlock.core.argtypes import positive_int
 
 
 def export_fingerprint_gan(args: argparse.Namespace) -> int:

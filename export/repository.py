@@ -16,25 +16,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from seedlock.core.dtypes import manifest_to_triton
 from seedlock.core.errors import UserError
 from seedlock.core.manifest import Manifest, TensorSpec, record_files
-
-_TRITON_TYPES = {
-    "float32": "TYPE_FP32",
-    "float64": "TYPE_FP64",
-    "float16": "TYPE_FP16",
-    "int64": "TYPE_INT64",
-    "int32": "TYPE_INT32",
-    "uint8": "TYPE_UINT8",
-    "bool": "TYPE_BOOL",
-}
 
 
 def _tensor_block(kind: str, tensors: list[TensorSpec]) -> str:
     items = []
     for t in tensors:
         dims = ", ".join(str(d) for d in t.shape)
-        items.append(f'  {{\n    name: "{t.name}"\n    data_type: {_TRITON_TYPES[t.dtype]}\n    dims: [ {dims} ]\n  }}')
+        items.append(f'  {{\n    name: "{t.name}"\n    data_type: {manifest_to_triton(t.dtype)}\n    dims: [ {dims} ]\n  }}')
     return f"{kind} [\n" + ",\n".join(items) + "\n]\n"
 
 

@@ -5,70 +5,36 @@ on random inputs (several batch sizes and spatial sizes, since H, W and the
 batch axis are dynamic) and on scenes from the embedded dataset; the worst
 absolute error must be within ``tolerance`` (1e-4 in float32) or nothing is
 written. A small seeded reference input and torch's output on it are stored
-beside the model so ``seedlock export verify`` can re-check parity without the
-checkpoint.
+beside the model (the manifest's ``reference``) so ``seedlock export verify``
+can re-check parity without the checkpoint.
 """
 
 from __future__ import annotations
 
-import io
-import platform
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import torch
 from torch.export import Dim
 
-import seedlock
 from seedlock.core.errors import UserError
-from seedlock.core.imaging import normalize
 from seedlock.core.manifest import GraphSpec, Manifest, TensorSpec
 from seedlock.core.rng import SeedStream
+from seedlock.core.segmentation import SegmentationSpec
+from seedlock.core.sessions import create_session
 from seedlock.export import parity
-from seedlock.export.onnx_export import ExportError, serialize, to_onnx
+from seedlock.export.common import TOLERANCE, ExportResult, as_checkpoint, check_target, graph_reference, tool_versions
+from seedlock.export.errors import ExportError
+from seedlock.export.onnx_export import serialize, to_onnx
 from seedlock.export.repository import write_model_version
-from seedlock.train.checkpoint import Checkpoint, load_checkpoint
+from seedlock.train.checkpoint import Checkpoint
 
+TASK = SegmentationSpec.TASK
 MODEL_FILE = "model.onnx"
-REFERENCE_INPUT = "reference_input.npy"
-REFERENCE_OUTPUT = "reference_output.npy"
-TOLERANCE = 1e-4
 # Seed of the reference input stored with every export (documented, so anyone
 # can regenerate it with seedlock.core.rng.SeedStream(REFERENCE_SEED)).
 REFERENCE_SEED = 20201
-
-
-@dataclass
-class ExportResult:
-    folder: Path
-    manifest: Manifest
-    rows: list[parity.ParityRow]
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
-    return buf.getvalue()
-
-
-def tool_versions() -> dict[str, str]:
-    return {
-        "seedlock": seedlock.__version__,
-        "torch": torch.__version__.split("+")[0],
-        "onnx": onnx.__version__,
-        "onnxruntime": ort.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def cpu_session(model_bytes: bytes) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def reference_input(size: int) -> np.ndarray:
@@ -76,53 +42,45 @@ def reference_input(size: int) -> np.ndarray:
     return SeedStream(REFERENCE_SEED).normal((1, 3, size, size)).astype(np.float32)
 
 
-def parity_cases(ckpt: Checkpoint) -> dict[str, np.ndarray]:
+def checkpoint_spec(ckpt: Checkpoint, size: int | None = None) -> SegmentationSpec:
+    """The spec a segmentation checkpoint exports to (``size``: serve at another letterbox size)."""
     pre = ckpt.preprocess
-    size, div = int(pre["size"]), int(pre["divisor"])
+    spec = SegmentationSpec(int(pre["size"]), tuple(pre["mean"]), tuple(pre["std"]), tuple(ckpt.labels), int(pre["divisor"]))
+    if size is not None:
+        if size < spec.divisor or size % spec.divisor:
+            raise UserError(f"--size must be a positive multiple of {spec.divisor} for this model, got {size}")
+        spec = spec.with_size(size)
+    return spec
+
+
+def parity_cases(ckpt: Checkpoint, spec: SegmentationSpec | None = None) -> dict[str, np.ndarray]:
+    spec = spec or checkpoint_spec(ckpt)
+    size, div = spec.size, spec.divisor
     stream = SeedStream(REFERENCE_SEED, 1)
-    cases = {
+    from seedlock.train.data.scenes import make_scene
+
+    images = [make_scene(ckpt.seed + 1, i, size)[0] for i in range(2)]
+    return {
         "random b1": stream.normal((1, 3, size, size)).astype(np.float32),
         "random b3": stream.normal((3, 3, size, size)).astype(np.float32),
         "random b2 non-square": stream.normal((2, 3, 2 * div, 3 * div)).astype(np.float32),
+        "dataset scenes b2": spec.preprocess(images)[0],
     }
-    try:
-        from seedlock.train.data.scenes import make_scene
-
-        images = np.stack([make_scene(ckpt.seed + 1, i, size)[0] for i in range(2)])
-        cases["dataset scenes b2"] = normalize(images, pre["mean"], pre["std"])
-    except ImportError:  # pragma: no cover - dataset module always ships
-        pass
-    return cases
 
 
-def build_manifest(ckpt: Checkpoint, name: str, version: int, num_classes: int, rows: list[parity.ParityRow]) -> Manifest:
-    pre = dict(ckpt.preprocess)
-    pre.setdefault("resize", "letterbox")
-    metrics = dict(ckpt.metrics)
-    metrics["export_parity_max_abs"] = max(r.max_abs for r in rows)
-    return Manifest(
-        name=name,
-        version=version,
-        task="segmentation",
-        graphs={
-            "model": GraphSpec(
-                file=MODEL_FILE,
-                inputs=[TensorSpec("image", "float32", [-1, 3, -1, -1])],
-                outputs=[TensorSpec("logits", "float32", [-1, num_classes, -1, -1])],
-            )
-        },
-        preprocess=pre,
-        postprocess={"argmax_axis": 1},
-        labels=list(ckpt.labels),
-        seed=ckpt.seed,
-        config=ckpt.config,
-        metrics=metrics,
-        tools=tool_versions(),
-    )
+def torch_graphs(checkpoint: Checkpoint) -> dict[str, Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]]:
+    """The checkpoint's graphs in torch, as ``feeds -> outputs`` (for ``export verify --checkpoint``)."""
+    model = as_checkpoint(checkpoint, TASK).model.eval()
+
+    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with torch.no_grad():
+            return {"logits": model(torch.from_numpy(feeds["image"])).numpy()}
+
+    return {"model": run}
 
 
 def export_segmenter(
-    checkpoint: str | Path,
+    checkpoint: str | Path | Checkpoint,
     repository: str | Path,
     name: str = "segmenter",
     version: int = 1,
@@ -137,53 +95,51 @@ def export_segmenter(
     the training size). The U-Net is fully convolutional, so any multiple of
     ``2**depth`` works; a larger size keeps more detail of large images.
     """
-    target = Path(repository) / name / str(version)
-    if target.exists() and not overwrite:  # fail before the slow part
-        raise UserError(f"{target} already exists; pass --overwrite or choose another --version")
-    ckpt = load_checkpoint(checkpoint)
-    if ckpt.task != "segmentation":
-        raise ExportError(f"{checkpoint} is a {ckpt.task!r} checkpoint, not a segmentation one")
-    if size is not None:
-        div = int(ckpt.preprocess["divisor"])
-        if size < div or size % div:
-            raise UserError(f"--size must be a positive multiple of {div} for this model, got {size}")
-        ckpt.preprocess = {**ckpt.preprocess, "size": int(size)}
+    check_target(repository, name, version, overwrite)  # fail before the slow part
+    ckpt = as_checkpoint(checkpoint, TASK)
+    spec = checkpoint_spec(ckpt, size)
     model = ckpt.model.eval()
-    pre = ckpt.preprocess
-    size, div = int(pre["size"]), int(pre["divisor"])
+    div = spec.divisor
     h, w = Dim("h", min=1, max=8192 // div), Dim("w", min=1, max=8192 // div)
     dynamic = ({0: Dim("batch", min=1, max=4096), 2: div * h, 3: div * w},)
-    example = torch.zeros(1, 3, size, size)
-    log(f"exporting {checkpoint} -> ONNX (opset 18, dynamic batch/height/width, multiples of {div})")
-    proto = to_onnx(model, (example,), ["image"], ["logits"], dynamic)
-    model_bytes = serialize(proto)
-
-    session = cpu_session(model_bytes)
-
-    def run_torch(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return model(torch.from_numpy(x)).numpy()
-
-    def run_ort(x: np.ndarray) -> np.ndarray:
-        return session.run(["logits"], {"image": x})[0]
-
-    rows = parity.run_cases(parity_cases(ckpt), run_torch, run_ort, tolerance)
+    example = torch.zeros(1, 3, spec.size, spec.size)
+    log(f"exporting {ckpt.path} -> ONNX (opset 18, dynamic batch/height/width, multiples of {div})")
+    model_bytes = serialize(to_onnx(model, (example,), ["image"], ["logits"], dynamic))
+    session = create_session(model_bytes)  # the server's session settings
+    run_torch = torch_graphs(ckpt)["model"]
+    rows = parity.run_cases(
+        parity_cases(ckpt, spec),
+        lambda x: run_torch({"image": x})["logits"],
+        lambda x: session.run(["logits"], {"image": x})[0],
+        tolerance,
+    )
     log(parity.format_table(rows))
     failed = [r for r in rows if not r.ok]
     if failed:
         raise ExportError(
             f"ONNX Runtime differs from torch by {max(r.max_abs for r in failed):.3e} > {tolerance:.0e}; nothing was written"
         )
-    ref_in = reference_input(2 * div)
-    ref_out = run_torch(ref_in)
-    num_classes = int(ref_out.shape[1])
-    manifest = build_manifest(ckpt, name, version, num_classes, rows)
-    manifest.preprocess["reference"] = {"input": REFERENCE_INPUT, "output": REFERENCE_OUTPUT, "seed": REFERENCE_SEED, "tolerance": tolerance}
-    folder = write_model_version(
-        repository,
-        manifest,
-        {MODEL_FILE: model_bytes, REFERENCE_INPUT: npy_bytes(ref_in), REFERENCE_OUTPUT: npy_bytes(ref_out)},
-        overwrite=overwrite,
+    ref_in = {"image": reference_input(2 * div)}
+    reference, ref_files = graph_reference({"model": (ref_in, run_torch(ref_in))}, tolerance, REFERENCE_SEED)
+    metrics = {**ckpt.metrics, "export_parity_max_abs": max(r.max_abs for r in rows)}
+    manifest = Manifest(
+        name=name,
+        version=version,
+        task=TASK,
+        graphs={
+            "model": GraphSpec(
+                file=MODEL_FILE,
+                inputs=[TensorSpec("image", "float32", [-1, 3, -1, -1])],
+                outputs=[TensorSpec("logits", "float32", [-1, spec.num_classes, -1, -1])],
+            )
+        },
+        **spec.to_manifest(),
+        seed=ckpt.seed,
+        config=ckpt.config,
+        metrics=metrics,
+        tools=tool_versions(),
+        reference=reference,
     )
+    folder = write_model_version(repository, manifest, {MODEL_FILE: model_bytes, **ref_files}, overwrite=overwrite)
     log(f"wrote {folder} (digest {manifest.digest[:16]}…)")
     return ExportResult(folder, manifest, rows)

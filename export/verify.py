@@ -1,9 +1,11 @@
 """``seedlock export verify``: re-check an exported model on demand.
 
 1. Digests: every file matches the sha256 recorded in its manifest.
-2. Parity: ONNX Runtime on the stored seeded reference input reproduces the
-   torch output recorded at export time (within the export tolerance); with
-   ``checkpoint``, torch is re-run on fresh inputs too.
+2. Parity: ONNX Runtime, with the server's session settings, on every stored
+   reference input reproduces the torch output recorded at export time (within
+   the export tolerance), and the task's pipeline (captions, a melody)
+   reproduces the stored answer exactly; with ``checkpoint``, torch is re-run
+   on the reference inputs too. The same for every task.
 
 Or, with ``--backends``, backend against backend on seeded inputs
 (:mod:`seedlock.export.backends`).
@@ -12,10 +14,11 @@ Or, with ``--backends``, backend against backend on seeded inputs
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from seedlock.core import tasks
 from seedlock.core.manifest import ManifestError
 from seedlock.core.repository import ModelVersion, load_version
 from seedlock.export import parity
@@ -52,46 +55,71 @@ def verify_backends(
     return rows
 
 
+def reference_rows(mv: ModelVersion, sessions: Mapping[str, Any] | None = None) -> list[parity.ParityRow]:
+    """ONNX Runtime (sessions built as the server builds them) against the
+    manifest's stored reference: every referenced graph's outputs within the
+    tolerance, then the task's whole-pipeline answer exactly."""
+    from seedlock.core.sessions import create_session
+
+    ref = mv.manifest.reference
+    tolerance = float(ref.get("tolerance", 1e-4))
+    sessions = dict(sessions or {})
+    rows: list[parity.ParityRow] = []
+    for role, entry in sorted(ref.get("graphs", {}).items()):
+        if role not in sessions:
+            sessions[role] = create_session(mv.path(role))
+        feeds = {t: np.load(mv.folder / f, allow_pickle=False) for t, f in entry["inputs"].items()}
+        want = {t: np.load(mv.folder / f, allow_pickle=False) for t, f in entry["outputs"].items()}
+        got = sessions[role].run(list(want), feeds)
+        rows += [parity.compare(f"{role}/{t} stored reference", want[t], g, tolerance) for t, g in zip(want, got)]
+    if ref.get("task"):
+        for role in mv.manifest.graphs:
+            if role not in sessions:
+                sessions[role] = create_session(mv.path(role))
+        spec = tasks.get(mv.manifest.task).spec_class().from_manifest(mv.manifest)
+        for case, expected, actual in spec.check_reference(sessions, mv.folder, ref["task"]):
+            rows.append(parity.compare(case, np.asarray(expected), np.asarray(actual), 0.0))
+    return rows
+
+
+def torch_rows(mv: ModelVersion, checkpoint: str | Path) -> list[parity.ParityRow]:
+    """torch (re-run from the checkpoint) against ONNX Runtime on the stored reference inputs."""
+    from seedlock.core.sessions import create_session
+    from seedlock.export.common import as_checkpoint
+
+    task = tasks.get(mv.manifest.task)
+    ckpt = as_checkpoint(checkpoint, task.name)
+    graphs = task.module("export").torch_graphs(ckpt)
+    ref = mv.manifest.reference
+    tolerance = float(ref.get("tolerance", 1e-4))
+    rows: list[parity.ParityRow] = []
+    for role, entry in sorted(ref.get("graphs", {}).items()):
+        session = create_session(mv.path(role))
+        feeds = {t: np.load(mv.folder / f, allow_pickle=False) for t, f in entry["inputs"].items()}
+        names = list(entry["outputs"])
+        want = graphs[role](feeds)
+        got = session.run(names, feeds)
+        rows += [parity.compare(f"{role}/{t} torch vs onnxruntime", want[t], g, tolerance) for t, g in zip(names, got)]
+    return rows
+
+
 def verify_model(
     model_path: str | Path,
     version: int | None = None,
     checkpoint: str | Path | None = None,
     log: Callable[[str], None] = print,
 ) -> list[parity.ParityRow]:
+    """Digests, then the stored reference (and torch, with ``checkpoint``), for a model of any task."""
     mv = _load(model_path, version)
     log(f"digests: {len(mv.manifest.files)} files match manifest.json of {mv.manifest.name} v{mv.manifest.version}")
-    from seedlock.export.segmenter import cpu_session  # local: keeps torch import lazy
-
-    graph = mv.manifest.graph("model")
-    session = cpu_session(mv.path("model").read_bytes())
-    in_name, out_name = graph.inputs[0].name, graph.outputs[0].name
-
-    def run_ort(x: np.ndarray) -> np.ndarray:
-        return session.run([out_name], {in_name: x})[0]
-
-    ref = mv.manifest.preprocess.get("reference")
-    rows: list[parity.ParityRow] = []
-    if ref:
-        x = np.load(mv.folder / ref["input"], allow_pickle=False)
-        y = np.load(mv.folder / ref["output"], allow_pickle=False)
-        rows.append(parity.compare("stored reference", y, run_ort(x), float(ref["tolerance"])))
+    if tasks.find(mv.manifest.task) is None:
+        raise ExportError(f"{mv.folder} is a {mv.manifest.task!r} model; this seedlock verifies {', '.join(tasks.names())}")
+    rows = reference_rows(mv)
     if checkpoint is not None:
-        import torch
-
-        from seedlock.export.segmenter import TOLERANCE, parity_cases
-        from seedlock.train.checkpoint import load_checkpoint
-
-        ckpt = load_checkpoint(checkpoint)
-        model = ckpt.model.eval()
-
-        def run_torch(x: np.ndarray) -> np.ndarray:
-            with torch.no_grad():
-                return model(torch.from_numpy(x)).numpy()
-
-        rows += parity.run_cases(parity_cases(ckpt), run_torch, run_ort, TOLERANCE)
+        rows += torch_rows(mv, checkpoint)
     if not rows:
         raise ExportError(f"{mv.folder} has no stored reference and no --checkpoint was given: nothing to compare")
-    log(parity.format_table(rows))
+    log(parity.format_table(rows, reference="stored reference" if checkpoint is None else "stored reference / torch"))
     if not all(r.ok for r in rows):
         raise ExportError("parity check failed")
     return rows

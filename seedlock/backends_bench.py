@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from seedlock.argtypes import positive_int_list
+from seedlock.core.argtypes import positive_int_list
 from seedlock.bench import percentile, summarize, time_samples, write_report
 from seedlock.core.errors import UserError
 
@@ -66,7 +66,7 @@ def _trt_runners(folder: Path, model: str, fp16: bool, max_batch: int, workspace
     from seedlock.core.repository import load_version
     from seedlock.export.errors import ExportError
     from seedlock.export.tensorrt_engine import EngineOptions, export_engines
-    from seedlock.serve.tensorrt_runtime import EngineSession
+    from seedlock.core.tensorrt_runtime import EngineSession
 
     scratch = Path(tempfile.mkdtemp(prefix="seedlock-bench-"))
     try:
@@ -87,7 +87,7 @@ def _trt_runners(folder: Path, model: str, fp16: bool, max_batch: int, workspace
 def _bench_backends(args: argparse.Namespace) -> int:
     from seedlock.core.manifest import ManifestError
     from seedlock.core.repository import load_version
-    from seedlock.serve.runtime import default_threads
+    from seedlock.core.sessions import default_threads
 
     try:
         mv = load_version(args.repository, args.model, args.version)
@@ -151,7 +151,7 @@ def _bench_plugin(args: argparse.Namespace) -> int:
     from seedlock.core import cuda
     from seedlock.export.errors import ExportError
     from seedlock.export.tensorrt_engine import EngineOptions, build_engine, engine_layers, prepare_onnx
-    from seedlock.serve.tensorrt_runtime import EngineSession, tensorrt_unavailable
+    from seedlock.core.tensorrt_runtime import EngineSession, tensorrt_unavailable
 
     reason = tensorrt_unavailable()
     if reason:

@@ -40,7 +40,7 @@ def train_and_export(out: Path, repository: Path, steps: int | None, log: Callab
     from seedlock.core.imaging import encode_png
     from seedlock.export.fingerprint import export_generator
     from seedlock.serve.fingerprints import load_generator
-    from seedlock.serve.runtime import SessionConfig, default_threads, resolve_providers
+    from seedlock.core.sessions import SessionConfig, default_threads, resolve_providers
     from seedlock.train.fingerprint_gan import demo_config, embedded_heldout, train_fingerprint_gan
 
     cfg = demo_config(out=str(out / "run"), **({"steps": steps} if steps else {}))

@@ -199,7 +199,8 @@ def _bench_serve(args: argparse.Namespace) -> int:
     from seedlock.core.imaging import decode_image, letterbox, normalize
     from seedlock.core.manifest import ManifestError
     from seedlock.core.repository import load_version
-    from seedlock.serve.runtime import SessionConfig, default_threads, load_runtime, resolve_providers
+    from seedlock.core.sessions import SessionConfig, default_threads, resolve_providers
+    from seedlock.serve.runtime import load_runtime
     from seedlock.serve.segmentation import SegmenterSpec, segment_image
 
     threads = args.threads or default_threads()

@@ -29,7 +29,8 @@ from seedlock.core.repository import load_version
 from seedlock.protos.seedlock.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2
 from seedlock.serve.errors import check_deadline, invalid, rpc
 from seedlock.serve.repository import Registry, TaskModels
-from seedlock.serve.runtime import ModelRuntime, SessionConfig, load_runtime
+from seedlock.core.sessions import SessionConfig
+from seedlock.serve.runtime import ModelRuntime, load_runtime
 
 TASK = "captioning"
 SERVICE_NAME = captioning_pb2.DESCRIPTOR.services_by_name["Captioning"].full_name

@@ -42,7 +42,7 @@ def _bench_caption(args: argparse.Namespace) -> int:
     from seedlock.core.manifest import ManifestError
     from seedlock.serve.bench import _Server
     from seedlock.serve.captioning import load_captioner
-    from seedlock.serve.runtime import SessionConfig, default_threads, resolve_providers
+    from seedlock.core.sessions import SessionConfig, default_threads, resolve_providers
 
     if args.requests < 1 or args.warmup < 0 or args.max_length < 1:
         raise UserError("--requests and --max-length must be at least 1, --warmup at least 0")

@@ -13,7 +13,6 @@ path: the export check, the server, the bench and the demo all run it, so
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
@@ -33,7 +32,7 @@ from seedlock.core import music_sampling as ms
 from seedlock.core.manifest import Manifest, ManifestError
 from seedlock.core.music_generation import GraphComposer
 from seedlock.protos.seedlock.v1 import common_pb2, composition_pb2, composition_pb2_grpc
-from seedlock.serve.errors import ServeError, check_deadline, invalid, rpc
+from seedlock.serve.errors import check_deadline, invalid, rpc
 from seedlock.serve.repository import Registry, TaskModels
 from seedlock.serve.runtime import ModelRuntime
 
@@ -61,7 +60,8 @@ class OrtComposer(GraphComposer):
     def from_folder(cls, folder: str | Path, providers: Sequence[str] | None = None, threads: int = 1) -> "OrtComposer":
         """Load a model version folder (digests verified) with the server's session settings."""
         from seedlock.core.manifest import verify_files
-        from seedlock.serve.runtime import CPU, SessionConfig, load_runtime
+        from seedlock.core.sessions import CPU, SessionConfig
+        from seedlock.serve.runtime import load_runtime
 
         manifest = Manifest.load(folder)
         verify_files(manifest, folder)
@@ -287,25 +287,6 @@ def response_message(
 
 
 # -- service ----------------------------------------------------------------------
-def stream_rpc(method: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
-    """:func:`seedlock.serve.errors.rpc` for server-streaming methods: errors
-    raised while the generator runs become statuses too."""
-
-    @functools.wraps(method)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-        try:
-            yield from method(self, request, context)
-            return
-        except ServeError as exc:
-            code, message = exc.code, exc.message
-        except Exception as exc:  # noqa: BLE001 - a bug must not take the server down
-            log.exception("%s failed", method.__name__)
-            code, message = grpc.StatusCode.INTERNAL, f"internal error in {method.__name__}: {type(exc).__name__}: {exc}"
-        context.abort(code, message)
-
-    return wrapper
-
-
 class _Stopped(Exception):
     """Raised inside generation when the streaming caller has gone."""
 
@@ -339,7 +320,7 @@ class CompositionServicer(composition_pb2_grpc.CompositionServicer):
         out = finish(events, job, n_primer, infer_ms, t_start)
         return response_message(runtime, job, out, request.request_id)
 
-    @stream_rpc
+    @rpc
     def ComposeStream(
         self, request: composition_pb2.ComposeRequest, context: grpc.ServicerContext
     ) -> Iterator[composition_pb2.ComposeStreamResponse]:

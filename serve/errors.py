@@ -9,6 +9,7 @@ answered INTERNAL, and the server carries on.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from typing import Any, Callable, TypeVar
 
@@ -60,7 +61,7 @@ def check_deadline(context: grpc.ServicerContext) -> None:
 
 def _ort_invalid_argument() -> tuple[type[BaseException], ...]:
     """The runtimes' "bad input" errors: onnxruntime's and the TensorRT engine session's."""
-    from seedlock.serve.tensorrt_runtime import EngineInputError
+    from seedlock.core.tensorrt_runtime import EngineInputError
 
     try:
         from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
@@ -72,23 +73,43 @@ def _ort_invalid_argument() -> tuple[type[BaseException], ...]:
 _ORT_INVALID = _ort_invalid_argument()
 
 
+def status_of(exc: BaseException, method: str) -> tuple[grpc.StatusCode, str]:
+    """The status a request error maps to; anything unexpected is a bug (INTERNAL, logged)."""
+    if isinstance(exc, ServeError):
+        return exc.code, exc.message
+    if isinstance(exc, ImageError):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, _ORT_INVALID):
+        return grpc.StatusCode.INVALID_ARGUMENT, f"the model rejected the input: {exc}"
+    log.error("%s failed", method, exc_info=exc)
+    return grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(exc).__name__}: {exc}"
+
+
 def rpc(method: F) -> F:
-    """Wrap a servicer method: map errors to statuses, never let one escape."""
+    """Wrap a servicer method, unary or server-streaming (a generator): map
+    errors to statuses, never let one escape."""
+
+    def fail(exc: Exception, context: grpc.ServicerContext) -> None:
+        code, message = status_of(exc, method.__name__)
+        log.debug("%s -> %s: %s", method.__name__, code.name, message)
+        context.abort(code, message)
+
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def streaming(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                yield from method(self, request, context)
+            except Exception as exc:  # noqa: BLE001 - a bug must not take the server down
+                fail(exc, context)
+
+        return streaming  # type: ignore[return-value]
 
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return method(self, request, context)
-        except ServeError as exc:
-            code, message = exc.code, exc.message
-        except ImageError as exc:
-            code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-        except _ORT_INVALID as exc:
-            code, message = grpc.StatusCode.INVALID_ARGUMENT, f"the model rejected the input: {exc}"
         except Exception as exc:  # noqa: BLE001 - a bug must not take the server down
-            log.exception("%s failed", method.__name__)
-            code, message = grpc.StatusCode.INTERNAL, f"internal error in {method.__name__}: {type(exc).__name__}: {exc}"
-        log.debug("%s -> %s: %s", method.__name__, code.name, message)
-        context.abort(code, message)
+            fail(exc, context)
 
     return wrapper  # type: ignore[return-value]

@@ -17,12 +17,10 @@ set and on total work, so one request cannot hold the cores for minutes.
 from __future__ import annotations
 
 import secrets
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import grpc
 import numpy as np
@@ -41,9 +39,11 @@ from seedlock.core.manifest import Manifest, ManifestError
 from seedlock.core.repository import load_version
 from seedlock.core.similarity import BINARIZE_THRESHOLD, compare_sets
 from seedlock.protos.seedlock.v1 import common_pb2, fingerprints_pb2, fingerprints_pb2_grpc
-from seedlock.serve.errors import check_deadline, deadline_exceeded, exhausted, invalid, rpc
+from seedlock.serve.admission import Admission
+from seedlock.serve.errors import check_deadline, invalid, rpc
 from seedlock.serve.repository import Registry, TaskModels
-from seedlock.serve.runtime import ModelRuntime, SessionConfig, load_runtime
+from seedlock.core.sessions import SessionConfig
+from seedlock.serve.runtime import ModelRuntime, load_runtime
 
 TASK = "fingerprint-generation"  # seedlock.export.fingerprint.TASK (not imported: it pulls in torch)
 SERVICE_NAME = fingerprints_pb2.DESCRIPTOR.services_by_name["Fingerprints"].full_name
@@ -284,26 +284,7 @@ class FingerprintsServicer(fingerprints_pb2_grpc.FingerprintsServicer):
         self.registry = registry
         self.models = TaskModels(registry, TASK, "fingerprint", FingerprintModel.from_runtime)
         # Compare belongs to no model, so it gets bounds of its own, sized like one model's.
-        limit = registry.max_inflight
-        self._compare_slots = threading.BoundedSemaphore(limit) if limit > 0 else threading.Semaphore(0)
-        self._compare_gate = threading.BoundedSemaphore(max(1, registry.concurrency))
-
-    @contextmanager
-    def _compare_slot(self, timeout: float | None) -> Iterator[None]:
-        """As :meth:`Registry.slot`: refuse at once past the in-flight bound,
-        wait (up to the deadline) for one of the execution gates."""
-        if not self._compare_slots.acquire(blocking=False):
-            raise exhausted(f"Compare already has {self.registry.max_inflight} requests in flight (the server's limit); retry shortly")
-        try:
-            gate = self._compare_gate
-            if not (gate.acquire() if timeout is None else gate.acquire(timeout=max(0.0, timeout))):
-                raise deadline_exceeded("the request's deadline passed while it waited for a turn to compare")
-            try:
-                yield
-            finally:
-                gate.release()
-        finally:
-            self._compare_slots.release()
+        self.compare_admission = Admission("Compare", registry.max_inflight, registry.concurrency)
 
     @rpc
     def Generate(self, request: fingerprints_pb2.GenerateRequest, context: grpc.ServicerContext) -> fingerprints_pb2.GenerateResponse:
@@ -344,7 +325,7 @@ class FingerprintsServicer(fingerprints_pb2_grpc.FingerprintsServicer):
         except ValueError as exc:
             raise invalid(str(exc)) from None
         check_deadline(context)
-        with self._compare_slot(context.time_remaining()):
+        with self.compare_admission.slot(context.time_remaining()):
             t0 = time.perf_counter()
             try:
                 a, b, timing = decode_sets(request.set_a, request.set_b)

@@ -14,14 +14,15 @@ from seedlock.protos.inference import grpc_service_pb2_grpc as pb_grpc
 from seedlock.serve.errors import check_deadline, invalid, not_found, rpc
 from seedlock.serve.repository import Registry, parse_version
 from seedlock.serve.runtime import ModelRuntime
-from seedlock.serve.tensors import MANIFEST_TO_V2, from_raw, from_typed, set_typed, v2_datatype
+from seedlock.core.dtypes import manifest_to_v2
+from seedlock.serve.tensors import from_raw, from_typed, set_typed, v2_datatype
 
 SERVER_NAME = "seedlock"
 PLATFORM = "onnxruntime_onnx"  # Triton's name for the same backend
 
 
 def _tensor_metadata(spec: TensorSpec) -> pb.ModelMetadataResponse.TensorMetadata:
-    return pb.ModelMetadataResponse.TensorMetadata(name=spec.name, datatype=MANIFEST_TO_V2[spec.dtype], shape=spec.shape)
+    return pb.ModelMetadataResponse.TensorMetadata(name=spec.name, datatype=manifest_to_v2(spec.dtype), shape=spec.shape)
 
 
 def _wants_typed(request: pb.ModelInferRequest) -> bool:
@@ -98,7 +99,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 raise invalid(f"model {runtime.name!r} has no input {tensor.name!r} (inputs: {', '.join(specs)})")
             if tensor.name in feeds:
                 raise invalid(f"input {tensor.name!r} is given twice")
-            expected = MANIFEST_TO_V2[spec.dtype]
+            expected = manifest_to_v2(spec.dtype)
             if tensor.datatype != expected:
                 raise invalid(f"input {tensor.name!r} has datatype {tensor.datatype or '(none)'}; the model expects {expected}")
             shape = list(tensor.shape)

@@ -8,17 +8,17 @@ version that fails is refused with its reason logged and kept for
 from __future__ import annotations
 
 import logging
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Generic, Iterator, Sequence, TypeVar
+from typing import Callable, ContextManager, Generic, Sequence, TypeVar
 
 from seedlock.core.errors import UserError
 from seedlock.core.manifest import ManifestError
 from seedlock.core.repository import load_version, model_names, version_numbers
-from seedlock.serve.errors import deadline_exceeded, exhausted, invalid, not_found, unavailable
-from seedlock.serve.runtime import ModelRuntime, SessionConfig, load_runtime
+from seedlock.serve.admission import Admission
+from seedlock.serve.errors import invalid, not_found, unavailable
+from seedlock.core.sessions import SessionConfig
+from seedlock.serve.runtime import ModelRuntime, load_runtime
 from seedlock.serve.tasks import validate_task
 
 log = logging.getLogger("seedlock.serve")
@@ -35,8 +35,7 @@ class Registry:
     concurrency: int = 2
     runtimes: dict[str, dict[int, ModelRuntime]] = field(default_factory=dict)
     refused: dict[str, dict[int | None, str]] = field(default_factory=dict)
-    slots: dict[str, threading.Semaphore] = field(default_factory=dict)
-    gates: dict[str, threading.Semaphore] = field(default_factory=dict)
+    admission: dict[str, Admission] = field(default_factory=dict)
 
     def names(self) -> list[str]:
         return sorted(set(self.runtimes) | set(self.refused))
@@ -68,33 +67,9 @@ class Registry:
             raise unavailable(f"model {name!r} version {number} was refused at load: {refused[number]}")
         raise not_found(f"model {name!r} has no version {number} (ready: {sorted(versions) or 'none'})")
 
-    @contextmanager
-    def slot(self, name: str, timeout: float | None = None) -> Iterator[None]:
-        """Admit one request to the model.
-
-        First one of the model's ``max_inflight`` slots, taken without waiting:
-        when none is free the request is refused at once (RESOURCE_EXHAUSTED),
-        so load past the bound never piles up in an unbounded queue. Then one of
-        its ``concurrency`` execution gates, waited for up to ``timeout`` (the
-        request's deadline): only that many requests compute at once, because
-        more threads than cores contending for the GIL and the ONNX Runtime
-        thread pool lower throughput instead of raising it.
-        """
-        sem = self.slots[name]
-        if not sem.acquire(blocking=False):
-            raise exhausted(
-                f"model {name!r} already has {self.max_inflight} requests in flight (the server's limit); retry shortly"
-            )
-        try:
-            gate = self.gates[name]
-            if not (gate.acquire() if timeout is None else gate.acquire(timeout=max(0.0, timeout))):
-                raise deadline_exceeded("the request's deadline passed while it waited for the model")
-            try:
-                yield
-            finally:
-                gate.release()
-        finally:
-            sem.release()
+    def slot(self, name: str, timeout: float | None = None) -> ContextManager[None]:
+        """Admit one request to the model (see :class:`~seedlock.serve.admission.Admission`)."""
+        return self.admission[name].slot(timeout)
 
 
 def parse_version(version: int | str | None) -> int | None:
@@ -133,8 +108,7 @@ def load_repository(
         available = [m for m in available if m in models]
     registry = Registry(root, config, max_inflight, max(1, concurrency))
     for name in available:
-        registry.slots[name] = threading.BoundedSemaphore(max_inflight) if max_inflight > 0 else threading.Semaphore(0)
-        registry.gates[name] = threading.BoundedSemaphore(registry.concurrency)
+        registry.admission[name] = Admission(f"model {name!r}", max_inflight, registry.concurrency)
         try:
             versions = version_numbers(root, name)
         except ManifestError as exc:

@@ -28,7 +28,7 @@ from seedlock.serve.defaults import DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_MESSAGE_BY
 from seedlock.serve.errors import rpc
 from seedlock.serve.kserve import InferenceServicer
 from seedlock.serve.repository import Registry, load_repository
-from seedlock.serve.runtime import SessionConfig, default_threads, resolve_providers
+from seedlock.core.sessions import SessionConfig, default_threads, resolve_providers
 from seedlock.serve.tasks import task_modules
 
 log = logging.getLogger("seedlock.serve")

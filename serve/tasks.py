@@ -1,38 +1,26 @@
-"""The task services (``seedlock.v1``) the server offers, one module each.
+"""The task services (``seedlock.v1``) the server offers: one per row of the
+task table (:data:`seedlock.core.tasks.TASKS`), whose ``serve`` module
+provides ``SERVICE_NAME`` and ``add_to_server(registry, server)``.
 
-Every module named in :data:`TASK_MODULES` provides
-
-* ``TASK``: the manifest ``task`` it serves,
-* ``SERVICE_NAME``: the full gRPC service name (for reflection),
-* ``validate(manifest)``: raise ``ManifestError`` when a manifest of that task
-  is unusable, so a bad model is refused at start-up, not on the first request,
-* ``add_to_server(registry, server)``: register its servicer.
-
-Adding a task service is one line here. Tasks without a service are served
-over KServe v2 only.
+A model of a task the table knows is checked against the task's spec at
+load (``Spec.from_manifest``), so a bad model is refused at start-up, not on
+the first request. Models of other tasks are served over KServe v2 only.
 """
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 
+from seedlock.core import tasks
 from seedlock.core.manifest import Manifest
-
-TASK_MODULES: tuple[str, ...] = (
-    "seedlock.serve.segmentation",
-    "seedlock.serve.composition",
-    "seedlock.serve.captioning",
-    "seedlock.serve.fingerprints",
-)
 
 
 def task_modules() -> list[ModuleType]:
-    return [importlib.import_module(name) for name in TASK_MODULES]
+    return [task.module("serve") for task in tasks.TASKS]
 
 
 def validate_task(manifest: Manifest) -> None:
-    """Raise ``ManifestError`` when the manifest does not fit its task service."""
-    for module in task_modules():
-        if module.TASK == manifest.task:
-            module.validate(manifest)
+    """Raise ``ManifestError`` when the manifest does not fit its task's spec."""
+    task = tasks.find(manifest.task)
+    if task is not None:
+        task.spec_class().from_manifest(manifest)

@@ -9,19 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from seedlock.core.v2_datatypes import TYPED_FIELD, V2_TO_NUMPY, numpy_to_v2
+from seedlock.core.dtypes import TYPED_FIELD, V2_TO_NUMPY, numpy_to_v2
 from seedlock.serve.errors import invalid
 
-# manifest dtype names (numpy spelling) -> v2 datatype
-MANIFEST_TO_V2: dict[str, str] = {
-    "float32": "FP32",
-    "float64": "FP64",
-    "float16": "FP16",
-    "int64": "INT64",
-    "int32": "INT32",
-    "uint8": "UINT8",
-    "bool": "BOOL",
-}
+
 def v2_datatype(dtype: np.dtype) -> str:
     name = numpy_to_v2(dtype)
     if name is None:

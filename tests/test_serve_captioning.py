@@ -20,7 +20,7 @@ from seedlock.core.caption_loading import caption_spec
 from seedlock.core.imaging import decode_image, encode_png
 from seedlock.core.manifest import Manifest, ManifestError
 from seedlock.serve.captioning import load_captioner
-from seedlock.serve.runtime import SessionConfig
+from seedlock.core.sessions import SessionConfig
 from seedlock.serve.server import start_server
 
 torch.set_num_threads(1)

@@ -164,7 +164,7 @@ def test_oversize_payload(seg, v2, good):
 
 
 def test_inflight_limit_answers_resource_exhausted_at_once(server, seg, v2, good):
-    slots = server.registry.slots["segmenter"]
+    slots = server.registry.admission["segmenter"]._slots
     held = 0
     try:
         while slots.acquire(blocking=False):  # take every slot, as long requests would

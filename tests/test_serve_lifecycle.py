@@ -251,7 +251,7 @@ def test_models_flag_serves_only_the_named_models(repo):
 def test_execution_provider_choice():
     import onnxruntime as ort
 
-    from seedlock.serve.runtime import CPU, PREFERENCE, resolve_providers
+    from seedlock.core.sessions import CPU, PREFERENCE, resolve_providers
 
     available = ort.get_available_providers()
     auto = resolve_providers(None)

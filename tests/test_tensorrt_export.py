@@ -120,7 +120,7 @@ def test_relative_tolerance_scales_with_the_output_peak():
 
 # -- the CLI where no engine can be built ---------------------------------------------
 def _tensorrt_ready() -> str | None:
-    from seedlock.serve.tensorrt_runtime import tensorrt_unavailable
+    from seedlock.core.tensorrt_runtime import tensorrt_unavailable
 
     return tensorrt_unavailable()
 
@@ -216,7 +216,7 @@ def test_plugin_and_decomposed_engines_agree(gpu, tmp_path):
 
     from seedlock.backends_bench import bi_activation_model
     from seedlock.export.tensorrt_engine import build_engine
-    from seedlock.serve.tensorrt_runtime import EngineSession
+    from seedlock.core.tensorrt_runtime import EngineSession
 
     shape = (2, 5, 7, 9)
     model = bi_activation_model(shape, "fp32", alpha=0.5)

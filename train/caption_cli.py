@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from seedlock.argtypes import int_at_least, non_negative_float, rgb_floats
+from seedlock.core.argtypes import int_at_least, non_negative_float, rgb_floats
 
 ENCODERS = ("resnet", "vgg")
 CELLS = ("lstm", "gru")
@@ -78,19 +78,17 @@ def register_train(sub: Any) -> None:
     p.set_defaults(func=run_train_caption)
 
 
-def config_from_args(args: argparse.Namespace) -> Any:
-    from seedlock.train.caption_train import CaptionConfig
+def build_model(model_config: dict[str, Any], labels: list[str]) -> Any:
+    from seedlock.train.captioner import build_from_config
 
-    base = CaptionConfig.from_file(args.config).to_dict() if getattr(args, "config", None) else {}
-    names = set(CaptionConfig().to_dict())
-    flags = {k: v for k, v in vars(args).items() if k in names}
-    return CaptionConfig.from_dict({**base, **flags})
+    return build_from_config(model_config)
 
 
 def run_train_caption(args: argparse.Namespace) -> int:
-    from seedlock.train.caption_train import run_ablation, train_captioner
+    from seedlock.train.caption_train import CaptionConfig, run_ablation, train_captioner
+    from seedlock.train.config import config_from_args
 
-    cfg = config_from_args(args)
+    cfg = config_from_args(CaptionConfig, args)
     if args.ablation:
         run_ablation(cfg)
     else:

@@ -396,14 +396,3 @@ def load_encoder_weights(model: Captioner, path: str | Path) -> None:
 
 def build_from_config(model_config: dict[str, Any]) -> Captioner:
     return Captioner(CaptionerConfig.from_dict(model_config))
-
-
-def _register() -> None:
-    try:
-        from seedlock.train.checkpoint import register_task
-    except ImportError:  # pragma: no cover - checkpoint module ships with train
-        return
-    register_task("captioning", build_from_config)
-
-
-_register()

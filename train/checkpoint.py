@@ -9,8 +9,13 @@
       "labels": [...],          # class names, index order
       "metrics": {...},         # final validation metrics (JSON-ready)
       "seed": int,              # the seed the weights were trained with
-      "preprocess": {"size": int, "mean": [...], "std": [...], "divisor": int},
+      "preprocess": {...},      # what the export turns into the manifest's spec
+      "extra": {...},           # anything else the pipeline keeps (tensors or plain types)
     }
+
+Every pipeline writes this one format. The model is rebuilt by the task's
+train module (``build_model(model_config, labels)``, named in
+:data:`seedlock.core.tasks.TASKS`), so a checkpoint of any task loads here.
 
 Only plain Python types and tensors go in, so :func:`load_checkpoint` can use
 ``torch.load(weights_only=True)``: loading a checkpoint never runs pickled
@@ -23,26 +28,16 @@ import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
+from seedlock.core import tasks
 from seedlock.core.errors import UserError
-from seedlock.train.unet import UNet, UNetConfig
 
 FORMAT = "seedlock-checkpoint/1"
 CHECKPOINT_NAME = "checkpoint.pt"
-
-# task -> builder(model_config dict) -> nn.Module; other pipelines register theirs.
-_BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
-    "segmentation": lambda mc: UNet(UNetConfig.from_dict(mc)),
-}
-
-
-def register_task(task: str, builder: Callable[[dict[str, Any]], nn.Module]) -> None:
-    """Teach :func:`load_checkpoint` to rebuild the model of another task."""
-    _BUILDERS[task] = builder
 
 
 @dataclass
@@ -70,6 +65,7 @@ def save_checkpoint(
     metrics: dict[str, Any],
     seed: int,
     preprocess: dict[str, Any],
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint atomically (temp file, then rename): a crash never leaves half a file."""
     path = Path(path)
@@ -85,6 +81,7 @@ def save_checkpoint(
         "metrics": metrics,
         "seed": int(seed),
         "preprocess": preprocess,
+        "extra": extra or {},
     }
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
@@ -122,23 +119,25 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     missing = [k for k in ("task", "model_config", "state_dict") if k not in data]
     if missing:
         raise UserError(f"{path} is an incomplete seedlock checkpoint: missing {', '.join(missing)}")
-    task = data["task"]
-    if task not in _BUILDERS:
-        raise UserError(f"{path} holds a {task!r} model; this seedlock knows {', '.join(sorted(_BUILDERS))}")
+    task = tasks.find(str(data["task"]))
+    if task is None:
+        raise UserError(f"{path} holds a {data['task']!r} model; this seedlock knows {', '.join(tasks.names())}")
+    labels = list(data.get("labels") or [])
     try:
-        model = _BUILDERS[task](dict(data["model_config"]))
+        model = task.module("train").build_model(dict(data["model_config"]), labels)
         model.load_state_dict(data["state_dict"])
     except (TypeError, ValueError, RuntimeError, KeyError) as exc:
         raise UserError(f"{path}: the weights do not fit the recorded model config ({_one_line(exc)})") from None
     model.eval()
     return Checkpoint(
-        task=task,
+        task=task.name,
         config=dict(data.get("config") or {}),
         model_config=dict(data["model_config"]),
         model=model,
-        labels=list(data.get("labels") or []),
+        labels=labels,
         metrics=dict(data.get("metrics") or {}),
         seed=int(data.get("seed", 0)),
         preprocess=dict(data.get("preprocess") or {}),
         path=path,
+        extra=dict(data.get("extra") or {}),
     )

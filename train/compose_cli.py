@@ -102,6 +102,12 @@ def config_from_args(args: argparse.Namespace):
     return cfg
 
 
+def build_model(model_config: dict[str, Any], labels: list[str]) -> Any:
+    from seedlock.train.composer import build_composer
+
+    return build_composer(model_config)
+
+
 def handle_compose(args: argparse.Namespace) -> int:
     from seedlock.train import compose_train as ct
 

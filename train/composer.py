@@ -248,12 +248,3 @@ __all__ = [
     "ComposerConfig", "Composer", "EncoderGraph", "DecoderStepGraph", "InputEncoding", "StepNorm",
     "build_composer", "torch_step", "torch_initial_state",
 ]
-
-
-def _register() -> None:
-    from seedlock.train.checkpoint import register_task
-
-    register_task("composition", build_composer)
-
-
-_register()

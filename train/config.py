@@ -33,18 +33,38 @@ class ConfigFile:
     @classmethod
     def from_file(cls: type[C], path: str | Path) -> C:
         """A YAML (or JSON) mapping of field names to values; a run's config.json works."""
-        import yaml
+        return cls.from_dict(read_config_file(path))
 
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{path} must hold a mapping of option: value")
-        return cls.from_dict(data)
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML (or JSON) config file, with one-line errors."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise UserError(f"{path} is not a readable YAML file: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a mapping of option: value")
+    return data
+
+
+def config_from_args(cls: type[C], args: Any, base: C | None = None) -> C:
+    """The one way a command's flags become a config, in increasing priority:
+    ``base`` (default: the dataclass defaults), ``--config FILE``
+    (``args.config``), then every flag given on the command line whose
+    ``dest`` is a config field. Flags are registered with
+    ``default=argparse.SUPPRESS``, so a flag not given never overrides the file."""
+    data = base.to_dict() if base is not None else {}
+    path = getattr(args, "config", None)
+    if path:
+        data.update({str(k).replace("-", "_"): v for k, v in read_config_file(path).items()})
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    data.update({k: v for k, v in vars(args).items() if k in names})
+    return cls.from_dict(data)
 
 
 def need(ok: bool, message: str) -> None:
@@ -56,3 +76,4 @@ def need(ok: bool, message: str) -> None:
 def is_int(value: Any) -> bool:
     """A real integer (``True`` is not a step count)."""
     return isinstance(value, int) and not isinstance(value, bool)
+

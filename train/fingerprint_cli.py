@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from seedlock.core.errors import UserError
-from seedlock.argtypes import non_negative_int, positive_int
+from seedlock.core.argtypes import non_negative_int, positive_int
 
 # Names repeated here (not imported) so building the parser never imports torch.
 QUALITIES = ("Q1", "Q2", "Q3", "Q5")

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from seedlock.core.errors import UserError
-from seedlock.argtypes import positive_int
+from seedlock.core.argtypes import positive_int
 
 QUALITIES = ("Q1", "Q2", "Q3", "Q5")
 
