@@ -1,36 +1,26 @@
-"""``seedlock export compose CHECKPOINT --repository DIR``: the lead wires
-:func:`register_export` into ``seedlock export``."""
+"""``seedlock export compose`` (and ``export onnx`` on a composition checkpoint):
+the export options and entry point of the task."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-from seedlock.core.errors import UserError
+OPTIONS: tuple[str, ...] = ()
 
 
-def register_export(export_subparsers: Any) -> argparse.ArgumentParser:
-    p = export_subparsers.add_parser(
-        "compose", help="export a composer checkpoint (encoder + decoder step), verified against torch",
-        description="Export to ONNX, check parity and same-seed-same-melody against torch, write the model repository.",
-    )
-    p.add_argument("checkpoint", help="checkpoint.pt or the run folder holding it")
-    p.add_argument("--repository", required=True, help="model repository folder")
-    p.add_argument("--name", default="composer", help="model name in the repository")
-    p.add_argument("--version", type=int, default=1, help="model version (a positive integer)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing version")
-    p.set_defaults(func=handle_export_compose)
-    return p
+def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    pass  # no options of its own
 
 
-def handle_export_compose(args: argparse.Namespace) -> int:
+def export(checkpoint: Any, repository: str | Path, **kwargs: Any) -> Any:
     from seedlock.export.compose import export_composer
-    from seedlock.export.onnx_export import ExportError
 
-    if args.version < 1:
-        raise UserError("--version must be a positive integer")
-    try:
-        export_composer(args.checkpoint, args.repository, name=args.name, version=args.version, overwrite=args.overwrite)
-    except ExportError as exc:
-        raise UserError(str(exc)) from None
-    return 0
+    return export_composer(checkpoint, repository, **kwargs)
+
+
+def torch_graphs(checkpoint: Any) -> dict[str, Any]:
+    from seedlock.export.compose import torch_graphs as graphs
+
+    return graphs(checkpoint)

@@ -201,7 +201,7 @@ def _bench_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "backends",
         help="each graph of a model on ORT CPU, ORT CUDA, TensorRT fp32/fp16 at several batch sizes",

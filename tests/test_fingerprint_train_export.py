@@ -260,4 +260,4 @@ def test_bench_similarity_writes_json(tmp_path):
     args = parse(register_bench, ["similarity", "--n", "20", "--size", "16", "--runs", "2", "--json", str(path)])
     assert args.func(args) == 0
     report = json.loads(path.read_text())
-    assert report["pairs"] == 400 and report["median_s"] > 0 and report["runs"] == 2
+    assert report["pairs"] == 400 and report["median_ms"] > 0 and report["runs"] == 2

@@ -1,17 +1,15 @@
-"""``seedlock similarity`` and ``seedlock bench similarity``.
+"""``seedlock similarity``: the thesis's four similarity measures between two sets of images.
 
     seedlock similarity SET_A SET_B [--out DIR]           four measures, table + markdown report
     seedlock similarity --table18 --all-quality RUN [--each-quality RUN] [--out DIR]
     seedlock similarity --table18 --train-demo [--out DIR]   train both demo DCGANs first
-    seedlock bench similarity [--n 1000] [--json FILE]     1000 x 1000 pairs of 64x64, median of runs
 
 A SET is a folder of images (any depth), a ``.npy`` file of uint8
 ``(N, H, W)``, a fingerprint-GAN checkpoint or run folder (``--count`` images
 are generated from latents of ``--seed``), or ``embedded[:Q1,Q2,...]`` (held-out
 procedural impressions, equal numbers per quality).
 
-Wired by the dispatcher through :func:`register` (top level) and
-:func:`register_bench` (under ``seedlock bench``). Comparing two folders or
+Wired by the dispatcher through :func:`register`. Comparing two folders or
 ``.npy`` files never imports torch.
 """
 
@@ -194,75 +192,3 @@ def register(subparsers: Any) -> None:
     t.add_argument("--actual-fraction", type=_fraction, default=0.2, help="actual share of settings II and III (default: %(default)s)")
     t.add_argument("--train-demo", action="store_true", help="first train the demo all-quality and per-quality DCGANs into --out/all and --out/each")
     p.set_defaults(func=similarity_command)
-
-
-# --------------------------------------------------------------------------- bench
-
-
-def bench_similarity_command(args: argparse.Namespace) -> int:
-    """Handler of ``seedlock bench similarity``: median wall time of :func:`compare_sets`."""
-    from seedlock.core.rng import SeedStream
-    from seedlock.core.similarity import compare_sets
-
-    if args.source == "embedded":
-        from seedlock.train.data.fingerprints import HOLDOUT_OFFSET, make_fingerprints
-
-        per_q = (args.n + len(QUALITIES) - 1) // len(QUALITIES)
-        a = np.concatenate([make_fingerprints(0, q, per_q, args.size, HOLDOUT_OFFSET) for q in QUALITIES])[: args.n]
-        b = np.concatenate([make_fingerprints(1, q, per_q, args.size, HOLDOUT_OFFSET) for q in QUALITIES])[: args.n]
-    else:  # the cost does not depend on content; noise is instant to make
-        a = (SeedStream(1).uniform((args.n, args.size, args.size)) * 256).astype(np.uint8)
-        b = (SeedStream(2).uniform((args.n, args.size, args.size)) * 256).astype(np.uint8)
-    for _ in range(args.warmup):
-        compare_sets(a, b)
-    samples = []
-    for _ in range(args.runs):
-        t0 = time.perf_counter()
-        result = compare_sets(a, b)
-        samples.append(time.perf_counter() - t0)
-    median = statistics.median(samples)
-    report = {
-        "bench": "similarity",
-        "n_a": args.n,
-        "n_b": args.n,
-        "pairs": args.n * args.n,
-        "image_size": args.size,
-        "source": args.source,
-        "runs": args.runs,
-        "warmup": args.warmup,
-        "median_s": median,
-        "min_s": min(samples),
-        "max_s": max(samples),
-        "pairs_per_s_median": args.n * args.n / median,
-        "cpu_count": os.cpu_count(),
-        "threads_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ},
-        "versions": {"numpy": np.__version__, "python": platform.python_version()},
-        "result_check": {"hamming_mean": result["hamming"]["mean"], "iou_mean": result["iou"]["mean"], "pearson_mean": result["pearson"]["mean"]},
-    }
-    print(f"similarity, {args.n} x {args.n} pairs of {args.size}x{args.size} ({args.source}): "
-          f"median {median:.3f} s over {args.runs} runs ({report['pairs_per_s_median']:.3g} pairs/s)")  # fmt: skip
-    text = json.dumps(report, indent=2, sort_keys=True)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-        print(f"wrote {args.json}")
-    else:
-        print(text)
-    return 0
-
-
-def register_bench(bench_subparsers: Any) -> None:
-    """Add ``similarity`` to ``seedlock bench``'s benchmarks."""
-    p = bench_subparsers.add_parser(
-        "similarity",
-        help="time the four similarity measures over N x N pairs (default 1000 x 1000 of 64x64)",
-        description="Time seedlock.core.similarity.compare_sets (all four measures, all pairs) after warm-up; "
-        "reports the median of --runs runs as JSON.",
-    )
-    p.add_argument("--n", type=positive_int, default=1000, help="images per set (default: %(default)s)")
-    p.add_argument("--size", type=positive_int, default=64, help="image side (default: %(default)s)")
-    p.add_argument("--runs", type=positive_int, default=5, help="timed runs (default: %(default)s)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed runs first (default: %(default)s)")
-    p.add_argument("--source", choices=("noise", "embedded"), default="noise",
-                   help="random noise images (instant) or embedded fingerprints (a few seconds to make) (default: %(default)s)")  # fmt: skip
-    p.add_argument("--json", default=None, metavar="FILE", help="write the report here (default: print it)")
-    p.set_defaults(func=bench_similarity_command)

@@ -1,4 +1,7 @@
-"""``seedlock bench serve``: what the server costs on top of ONNX Runtime.
+"""The segmenter's benches: ``seedlock bench serve`` (what the server costs on
+top of ONNX Runtime) and ``seedlock bench infer`` (torch eager vs ONNX Runtime).
+
+``bench serve``:
 
 For one segmentation model and a seeded synthetic image it measures, at each
 concurrency (threads sharing one session, as the server's do):
@@ -32,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from seedlock.bench import percentile
+from seedlock.bench import percentile, time_calls, write_report
 from seedlock.core.errors import UserError
 
 TARGET_C1_P50_RATIO = 1.15
@@ -196,25 +199,25 @@ def _bench_serve(args: argparse.Namespace) -> int:
     import onnxruntime as ort
 
     from seedlock.clients.segmentation import SegmentationClient
-    from seedlock.core.imaging import decode_image, letterbox, normalize
+    from seedlock.core.imaging import decode_image
     from seedlock.core.manifest import ManifestError
     from seedlock.core.repository import load_version
     from seedlock.core.sessions import SessionConfig, default_threads, resolve_providers
     from seedlock.serve.runtime import load_runtime
-    from seedlock.serve.segmentation import SegmenterSpec, segment_image
+    from seedlock.core.segmentation import SegmentationSpec
+    from seedlock.serve.segmentation import segment_image
 
     threads = args.threads or default_threads()
     try:
         mv = load_version(args.repository, args.model)
-        spec = SegmenterSpec.from_manifest(mv.manifest)
+        spec = SegmentationSpec.from_manifest(mv.manifest)
     except ManifestError as exc:
         raise UserError(str(exc)) from None
     providers = resolve_providers(args.providers)
     config = SessionConfig(providers=tuple(providers), intra_op_threads=threads, explicit_providers=bool(args.providers))
     runtime = load_runtime(mv.manifest, mv.folder, config)
     png = _synthetic_png(args.size)
-    square, _ = letterbox(decode_image(png), spec.size)
-    x = normalize(square, list(spec.mean), list(spec.std))
+    x, _ = spec.preprocess(decode_image(png))
     levels = args.concurrency
     n, warm = args.requests, args.warmup
 
@@ -319,7 +322,7 @@ def _bench_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register_bench(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "serve", help="server end to end vs in-process ONNX Runtime (latency, throughput)",
         description="Time a segmentation model in-process (the floor) and through `seedlock serve` + the Python client "
@@ -336,3 +339,72 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model-concurrency", type=int, default=None, help="as for `seedlock serve` (default: its default)")
     parser.add_argument("--json", default=None, help="write the report here")
     parser.set_defaults(func=_bench_serve)
+
+    infer = sub.add_parser("infer", help="torch eager vs ONNX Runtime latency for a segmentation checkpoint",
+                               description="Export the checkpoint in memory and time torch eager against ONNX Runtime (CPU) "
+                               "on the same seeded input, with the same thread budget.")
+    infer.add_argument("checkpoint", help="checkpoint.pt from `seedlock train segment`")
+    infer.add_argument("--size", type=int, default=256, help="input height and width (default: %(default)s)")
+    infer.add_argument("--batch", type=int, default=1, help="batch size (default: %(default)s)")
+    infer.add_argument("--runs", type=int, default=30, help="timed runs per backend (default: %(default)s)")
+    infer.add_argument("--warmup", type=int, default=5, help="untimed warm-up runs (default: %(default)s)")
+    infer.add_argument("--threads", type=int, default=0, help="intra-op threads for both backends (default: all cores)")
+    infer.add_argument("--json", default=None, help="write the report here (default: print it)")
+    infer.set_defaults(func=_bench_infer)
+
+
+
+def _bench_infer(args: argparse.Namespace) -> int:
+    """torch eager vs ONNX Runtime for a segmentation checkpoint."""
+    import numpy as np
+    import torch
+
+    from seedlock.core.rng import SeedStream
+    from seedlock.export.onnx_export import serialize, to_onnx
+    from seedlock.train.checkpoint import load_checkpoint
+
+    if not Path(args.checkpoint).is_file():
+        raise UserError(f"checkpoint {args.checkpoint} does not exist")
+    threads = args.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    ckpt = load_checkpoint(args.checkpoint)
+    model = ckpt.model.eval()
+    div = int(ckpt.preprocess["divisor"])
+    if args.size % div:
+        raise UserError(f"--size must be a multiple of {div} for this model")
+    x = SeedStream(0).normal((args.batch, 3, args.size, args.size)).astype(np.float32)
+    dyn = ({0: torch.export.Dim("batch", min=1, max=4096), 2: div * torch.export.Dim("h", max=8192 // div), 3: div * torch.export.Dim("w", max=8192 // div)},)
+    proto = to_onnx(model, (torch.from_numpy(x),), ["image"], ["logits"], dyn)
+    import onnxruntime as ort
+
+    from seedlock.core.sessions import SessionConfig, create_session
+
+    session = create_session(serialize(proto), SessionConfig(intra_op_threads=threads))
+    xt = torch.from_numpy(x)
+
+    def run_torch():
+        with torch.inference_mode():
+            model(xt)
+
+    def run_ort():
+        session.run(["logits"], {"image": x})
+
+    torch_stats = time_calls(run_torch, args.runs, args.warmup)
+    ort_stats = time_calls(run_ort, args.runs, args.warmup)
+    report = {
+        "bench": "infer",
+        "model": str(args.checkpoint),
+        "model_config": ckpt.model_config,
+        "input_shape": list(x.shape),
+        "threads": threads,
+        "torch_eager": torch_stats,
+        "onnxruntime_cpu": ort_stats,
+        "speedup_ort_over_torch_median": torch_stats["median_ms"] / ort_stats["median_ms"],
+        "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__},
+    }
+    print(f"{'backend':<18} {'median ms':>10} {'p90 ms':>10} {'runs':>5}")
+    for name, stats in (("torch eager", torch_stats), ("onnxruntime cpu", ort_stats)):
+        print(f"{name:<18} {stats['median_ms']:>10.2f} {stats['p90_ms']:>10.2f} {stats['runs']:>5}")
+    print(f"ONNX Runtime / torch eager speed-up (median): {report['speedup_ort_over_torch_median']:.2f}x")
+    write_report(report, args.json)
+    return 0

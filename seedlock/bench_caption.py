@@ -40,7 +40,7 @@ def _bench_caption(args: argparse.Namespace) -> int:
     from seedlock.bench import time_samples, write_report
     from seedlock.clients.captioning import CaptioningClient
     from seedlock.core.manifest import ManifestError
-    from seedlock.serve.bench import _Server
+    from seedlock.bench_segment import _Server
     from seedlock.serve.captioning import load_captioner
     from seedlock.core.sessions import SessionConfig, default_threads, resolve_providers
 
@@ -120,7 +120,7 @@ def _bench_caption(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register_bench(sub: argparse._SubParsersAction) -> None:
     """Add ``caption`` to ``seedlock bench``."""
     parser = sub.add_parser(
         "caption", help="captioning: captions/s and p50 in-process vs through the server (greedy, beam 3)",

@@ -96,7 +96,7 @@ def _bench_compose(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(benches: argparse._SubParsersAction) -> None:
+def register_bench(benches: argparse._SubParsersAction) -> None:
     parser = benches.add_parser(
         "compose", help="composition: events/s in-process vs through the server",
         description="Time melody generation in-process (ONNX Runtime) and through a local server (unary and "
