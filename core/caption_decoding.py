@@ -30,7 +30,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from seedlock.core.imaging import letterbox, normalize
 from seedlock.core.vocab import END_ID, PAD_ID, START_ID
 
 MAX_BEAM = 16
@@ -204,14 +203,6 @@ def decode(step: StepFn, state: Any, beam: int, max_length: int, n: int = 1, **k
 
 
 # --------------------------------------------------------------------------- exported graphs
-
-
-def prepare_image(image: np.ndarray, preprocess: dict[str, Any]) -> np.ndarray:
-    """RGB uint8 ``(H, W, 3)`` -> float32 ``(1, 3, S, S)``: letterbox to ``size``, then normalize."""
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
-    boxed, _ = letterbox(image, int(preprocess["size"]))
-    return normalize(boxed, preprocess["mean"], preprocess["std"])
 
 
 def session_runner(session: Any) -> RunGraph:

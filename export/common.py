@@ -104,10 +104,10 @@ def tool_versions() -> dict[str, str]:
     import onnxruntime as ort
     import torch
 
-    import seedlock
+    from seedlock.core.version import VERSION
 
     return {
-        "seedlock": seedlock.__version__,
+        "seedlock": VERSION,
         "torch": torch.__version__.split("+")[0],
         "onnx": onnx.__version__,
         "onnxruntime": ort.__version__,

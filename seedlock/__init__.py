@@ -6,6 +6,10 @@ The code lives in one folder per layer (see DESIGN.md):
 ``seedlock.export`` (ONNX / TensorRT export and verification),
 ``seedlock.serve`` (the gRPC server, torch-free) and
 ``seedlock.clients`` (client library and CLI commands, torch-free).
+The modules of this folder are the application (CLI dispatch, demo, benches);
+no layer imports them.
 """
 
-__version__ = "0.1.0"
+from seedlock.core.version import VERSION as __version__
+
+__all__ = ["__version__"]

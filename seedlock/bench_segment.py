@@ -227,7 +227,7 @@ def _bench_serve(args: argparse.Namespace) -> int:
     for c in levels:
         floor[c] = measure_cpu(lambda: (lambda: runtime.run({spec.input_name: x}, [spec.output_name])), c, n, warm)
     pipeline = {c: measure_cpu(lambda: (lambda: segment_image(runtime, spec, png)), c, n, warm) for c in levels}
-    del runtime
+    runtime = None  # free its sessions before the server loads its own
 
     served = {}
     workers = max(16, max(levels))

@@ -15,18 +15,23 @@ import os
 import sys
 
 from seedlock import __version__
+from seedlock.core import tasks
 from seedlock.core.errors import UserError
 
 # command -> (module providing register(), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("seedlock.train.cli", "train a model (segment, caption, compose, fingerprint-gan) on embedded or your own data"),
-    "export": ("seedlock.export.cli", "export a checkpoint to a model repository and verify it"),
+    "train": ("seedlock.train.cli", f"train a model ({tasks.commands()}) on embedded or your own data"),
+    "export": ("seedlock.export.cli", "export a checkpoint to a model repository, build engines, verify"),
     "serve": ("seedlock.serve.cli", "serve a model repository over gRPC"),
-    "client": ("seedlock.clients.cli", "call a running server (segment, caption, compose, fingerprints, health, models)"),
+    "client": ("seedlock.clients.cli", "call a running server (the task commands, health, models)"),
     "similarity": ("seedlock.train.similarity_cli", "compare two sets of images with the thesis's four similarity measures"),
     "bench": ("seedlock.bench", "measure latency and throughput, JSON out"),
     "demo": ("seedlock.demo", "train, export, serve and call the demo models end to end"),
 }
+
+
+# What the serving install leaves out, and the extra that brings it.
+TRAINING_STACK = {"torch": "train", "onnx": "train", "onnxscript": "train", "matplotlib": "train", "tensorrt": "gpu", "triton": "engines"}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -68,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"seedlock {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        extra = TRAINING_STACK.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"seedlock {args.command}: error: this needs {exc.name}, which this install lacks "
+              f"(the serving install has no training stack); install it with: pip install 'seedlock[{extra}]'",
+              file=sys.stderr)  # fmt: skip
+        return 2
     except KeyboardInterrupt:
         print("seedlock: interrupted", file=sys.stderr)
         return 130

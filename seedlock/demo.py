@@ -1,31 +1,26 @@
 """``seedlock demo``: the main job end to end on the embedded defaults.
 
-Each pipeline is a stage module (``seedlock.demo_<task>``) with
-``train_and_export(out, repository, steps, log) -> dict`` and
-``call(server, out, client, log) -> dict``. The demo trains and exports every
-stage into one model repository, starts one gRPC server on it, calls each
-stage's client command against it, and writes ``summary.json``.
+Each task of the task table (:data:`seedlock.core.tasks.TASKS`) is a stage,
+its ``demo`` module providing ``train_and_export(out, repository, steps, log)
+-> dict`` and ``call(server, out, run_client, log) -> dict``. The demo trains
+and exports every stage into one model repository, starts one gRPC server on
+it, calls each stage's client command against it, and writes ``summary.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from seedlock.core import tasks
+from seedlock.core.argtypes import positive_int
 from seedlock.core.errors import UserError
 
-# stage name -> module; adding a pipeline to the demo is one line here.
-STAGES: dict[str, str] = {
-    "segment": "seedlock.demo_segment",
-    "caption": "seedlock.demo_caption",
-    "compose": "seedlock.demo_compose",
-    "fingerprint": "seedlock.demo_fingerprint",
-}
+STAGES: dict[str, tasks.Task] = {task.stage: task for task in tasks.TASKS}
 
 
 def _banner(text: str) -> None:
@@ -54,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
     out, repository = Path(args.out), Path(args.repository)
     t0 = time.perf_counter()
     summary: dict = {}
-    stages = {name: importlib.import_module(STAGES[name]) for name in names}
+    stages = {name: STAGES[name].module("demo") for name in names}
     for i, (name, stage) in enumerate(stages.items(), 1):
         _banner(f"{i}/{len(stages)} train and export: {stage.TITLE}")
         folder = out / name
@@ -89,5 +84,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="runs/demo", help="folder for runs and pictures (default: %(default)s)")
     parser.add_argument("--repository", default="repository", help="model repository to write (default: %(default)s)")
     parser.add_argument("--only", default=None, help=f"comma-separated stages to run (default: all of {', '.join(STAGES)})")
-    parser.add_argument("--steps", type=int, default=None, help="override every stage's training steps (default: calibrated budgets)")
+    parser.add_argument("--steps", type=positive_int, default=None, help="override every stage's training steps (default: calibrated budgets)")
     parser.set_defaults(func=_run)

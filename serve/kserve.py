@@ -7,7 +7,7 @@ from typing import Callable
 import grpc
 import numpy as np
 
-from seedlock import __version__
+from seedlock.core.version import VERSION as __version__
 from seedlock.core.manifest import TensorSpec
 from seedlock.protos.inference import grpc_service_pb2 as pb
 from seedlock.protos.inference import grpc_service_pb2_grpc as pb_grpc

@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ContextManager, Generic, Sequence, TypeVar
 
+from seedlock.core import tasks
 from seedlock.core.errors import UserError
-from seedlock.core.manifest import ManifestError
+from seedlock.core.manifest import Manifest, ManifestError
 from seedlock.core.repository import load_version, model_names, version_numbers
+from seedlock.core.sessions import SessionConfig
 from seedlock.serve.admission import Admission
 from seedlock.serve.errors import invalid, not_found, unavailable
-from seedlock.core.sessions import SessionConfig
 from seedlock.serve.runtime import ModelRuntime, load_runtime
-from seedlock.serve.tasks import validate_task
 
 log = logging.getLogger("seedlock.serve")
 
@@ -72,6 +72,15 @@ class Registry:
         return self.admission[name].slot(timeout)
 
 
+def check_task(manifest: Manifest) -> None:
+    """A model of a task the table knows must fit the task's spec, so a bad
+    model is refused at start-up, not on its first request. Models of other
+    tasks are served over KServe v2 only."""
+    task = tasks.find(manifest.task)
+    if task is not None:
+        task.spec_class().from_manifest(manifest)
+
+
 def parse_version(version: int | str | None) -> int | None:
     if version is None or version == "" or version == 0:
         return None
@@ -121,7 +130,7 @@ def load_repository(
         for number in versions:
             try:
                 mv = load_version(root, name, number)
-                validate_task(mv.manifest)
+                check_task(mv.manifest)
                 runtime = load_runtime(mv.manifest, mv.folder, config)
             except (ManifestError, ValueError) as exc:
                 registry.refused.setdefault(name, {})[number] = str(exc)

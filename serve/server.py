@@ -19,8 +19,10 @@ import onnxruntime as ort
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from seedlock import __version__
+from seedlock.core import tasks
 from seedlock.core.errors import UserError
+from seedlock.core.sessions import SessionConfig, default_threads, resolve_providers
+from seedlock.core.version import VERSION as __version__
 from seedlock.protos import pool
 from seedlock.protos.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from seedlock.protos.seedlock.v1 import models_pb2, models_pb2_grpc
@@ -28,19 +30,19 @@ from seedlock.serve.defaults import DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_MESSAGE_BY
 from seedlock.serve.errors import rpc
 from seedlock.serve.kserve import InferenceServicer
 from seedlock.serve.repository import Registry, load_repository
-from seedlock.core.sessions import SessionConfig, default_threads, resolve_providers
-from seedlock.serve.tasks import task_modules
 
 log = logging.getLogger("seedlock.serve")
 
 
-SERVICE_NAMES = (
-    grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
-    *(module.SERVICE_NAME for module in task_modules()),
-    models_pb2.DESCRIPTOR.services_by_name["Models"].full_name,
-    health.SERVICE_NAME,
-    reflection.SERVICE_NAME,
-)
+def service_names() -> tuple[str, ...]:
+    """Every gRPC service the server offers (for reflection): one per task of the table, and the shared ones."""
+    return (
+        grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+        *(task.module("serve").SERVICE_NAME for task in tasks.TASKS),
+        models_pb2.DESCRIPTOR.services_by_name["Models"].full_name,
+        health.SERVICE_NAME,
+        reflection.SERVICE_NAME,
+    )
 
 
 class ModelsServicer(models_pb2_grpc.ModelsServicer):
@@ -191,15 +193,15 @@ def start_server(
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         InferenceServicer(registry, extensions, lambda: running.ready), server
     )
-    for module in task_modules():
-        module.add_to_server(registry, server)
+    for task in tasks.TASKS:  # one seedlock.v1 service per task of the table
+        task.module("serve").add_to_server(registry, server)
     models_pb2_grpc.add_ModelsServicer_to_server(ModelsServicer(registry), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     # Reflection describes services from seedlock's private descriptor pool
     # (see seedlock.protos.pool), so the standard ones are added to it too.
     pool.include(health_pb2.DESCRIPTOR)
     pool.include(reflection_pb2.DESCRIPTOR)
-    reflection.enable_server_reflection(SERVICE_NAMES, server, pool=pool.POOL)
+    reflection.enable_server_reflection(service_names(), server, pool=pool.POOL)
 
     try:
         bound = server.add_insecure_port(_bind_address(host, port))

@@ -49,9 +49,10 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from seedlock.core.errors import UserError
-from seedlock.core.fingerprints import ALL, QUALITIES, from_uint8, latents, tile, to_uint8
+from seedlock.core.fingerprints import ALL, QUALITIES, FingerprintSpec, from_uint8, latents, tile, to_uint8
 from seedlock.core.imaging import write_png
 from seedlock.core.similarity import compare_sets
+from seedlock.train.checkpoint import CHECKPOINT_NAME, Checkpoint, load_checkpoint, save_checkpoint
 from seedlock.train.config import ConfigFile, is_int, need
 from seedlock.train.dcgan import (
     D_ACTIVATIONS,
@@ -65,9 +66,7 @@ from seedlock.train.dcgan import (
 )
 from seedlock.train.determinism import deterministic
 
-FORMAT = "seedlock-checkpoint/1"
-TASK = "fingerprint-gan"
-CHECKPOINT_NAME = "checkpoint.pt"
+TASK = FingerprintSpec.TASK  # the checkpoint's and manifest's task (the CLI word is "fingerprint-gan")
 GAN_LOSSES = ("bce", "hinge", "lsgan")
 MODES = ("all", "each")
 DEVICES = ("cpu", "cuda", "auto")
@@ -456,27 +455,23 @@ def save_gan_checkpoint(
     qualities: list[str],
     metrics: dict[str, Any],
 ) -> Path:
-    """Write the checkpoint atomically (temp file, then rename). Plain types and tensors only,
-    so :func:`load_generator_checkpoint` can use ``torch.load(weights_only=True)``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "format": FORMAT,
-        "task": TASK,
-        "config": cfg.to_dict(),
-        "model_config": cfg.model_config().to_dict(),
-        "mode": cfg.mode,
-        "qualities": list(qualities),
-        "generators": list(generators.names),
-        "generator": {k: v.detach().cpu().clone() for k, v in generators.state_dict().items()},
-        "discriminator": {k: v.detach().cpu().clone() for k, v in discriminators.state_dict().items()},
-        "seed": int(cfg.seed),
-        "metrics": metrics,
-    }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    """Write the run's checkpoint in the one seedlock format
+    (:func:`seedlock.train.checkpoint.save_checkpoint`): the generator bank is
+    the model (``build_model`` in :mod:`seedlock.train.fingerprint_cli` rebuilds
+    it from ``model_config`` and the generator names, the labels); the
+    discriminators are training state only, so they ride in ``extra``."""
+    return save_checkpoint(
+        path,
+        task=TASK,
+        model=generators,
+        model_config=cfg.model_config().to_dict(),
+        config=cfg.to_dict(),
+        labels=list(generators.names),
+        metrics=metrics,
+        seed=cfg.seed,
+        preprocess={"mode": cfg.mode, "qualities": list(qualities)},
+        extra={"discriminator": {k: v.detach().cpu().clone() for k, v in discriminators.state_dict().items()}},
+    )
 
 
 def train_fingerprint_gan(cfg: FingerprintGANConfig, log: Callable[[str], None] = print) -> Path:
@@ -548,69 +543,71 @@ def _json_ready(obj: Any) -> Any:
 # --------------------------------------------------------------------------- loading
 
 
-@dataclass
+@dataclass(frozen=True)
 class GeneratorCheckpoint:
-    """A loaded fingerprint-GAN checkpoint: the generator bank (eval mode) and its facts."""
+    """A loaded fingerprint-GAN checkpoint seen as what this pipeline trained:
+    the generator bank (eval mode) and its facts, read from the one
+    :class:`~seedlock.train.checkpoint.Checkpoint`."""
 
-    generator: GeneratorBank
-    model_config: DCGANConfig
-    config: dict[str, Any]
-    mode: str
-    qualities: list[str]
-    generators: list[str]
-    seed: int
-    metrics: dict[str, Any]
-    path: Path
-    discriminator_state: dict[str, Tensor]
+    checkpoint: Checkpoint
+
+    @classmethod
+    def of(cls, ckpt: Checkpoint) -> "GeneratorCheckpoint":
+        if ckpt.task != TASK:
+            raise UserError(
+                f"{ckpt.path} holds a {ckpt.task!r} model, not a fingerprint GAN "
+                "(train one with `seedlock train fingerprint-gan`)"
+            )
+        return cls(ckpt)
+
+    @property
+    def generator(self) -> GeneratorBank:
+        return self.checkpoint.model  # type: ignore[return-value]
+
+    @property
+    def model_config(self) -> DCGANConfig:
+        return DCGANConfig.from_dict(dict(self.checkpoint.model_config))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.checkpoint.config
+
+    @property
+    def mode(self) -> str:
+        return str(self.checkpoint.preprocess.get("mode") or self.config.get("mode", "all"))
+
+    @property
+    def qualities(self) -> list[str]:
+        return list(self.checkpoint.preprocess.get("qualities") or [])
+
+    @property
+    def generators(self) -> list[str]:
+        return list(self.checkpoint.labels)
+
+    @property
+    def seed(self) -> int:
+        return self.checkpoint.seed
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.checkpoint.metrics
+
+    @property
+    def path(self) -> Path | None:
+        return self.checkpoint.path
+
+    @property
+    def discriminator_state(self) -> dict[str, Tensor]:
+        return dict(self.checkpoint.extra.get("discriminator") or {})
 
     @property
     def per_quality(self) -> bool:
         return self.generators != [ALL]
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
 def load_generator_checkpoint(path: str | Path) -> GeneratorCheckpoint:
-    """Read ``checkpoint.pt`` (or the run folder holding it) and rebuild the generators.
-
-    Raises :class:`UserError` with one line for a missing, corrupt, foreign
-    or incomplete checkpoint."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds for bad bytes: pickle, zip, EOF, Runtime
-        raise UserError(f"{path} is not a readable checkpoint (corrupt or truncated? {_one_line(exc)})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise UserError(f"{path} is not a seedlock checkpoint (format {found!r}, expected {FORMAT!r})")
-    if data.get("task") != TASK:
-        raise UserError(f"{path} holds a {data.get('task')!r} model, not a fingerprint GAN (train one with `seedlock train fingerprint-gan`)")
-    missing = [k for k in ("model_config", "generator", "generators", "qualities") if k not in data]
-    if missing:
-        raise UserError(f"{path} is an incomplete fingerprint-GAN checkpoint: missing {', '.join(missing)}")
-    try:
-        mcfg = DCGANConfig.from_dict(dict(data["model_config"]))
-        bank = GeneratorBank(mcfg, list(data["generators"]))
-        bank.load_state_dict(data["generator"])
-    except (TypeError, ValueError, RuntimeError, KeyError) as exc:
-        raise UserError(f"{path}: the weights do not fit the recorded model config ({_one_line(exc)})") from None
-    bank.eval()
-    return GeneratorCheckpoint(
-        generator=bank,
-        model_config=mcfg,
-        config=dict(data.get("config") or {}),
-        mode=str(data.get("mode", "all")),
-        qualities=list(data["qualities"]),
-        generators=list(data["generators"]),
-        seed=int(data.get("seed", 0)),
-        metrics=dict(data.get("metrics") or {}),
-        path=path,
-        discriminator_state=dict(data.get("discriminator") or {}),
-    )
+    """Read ``checkpoint.pt`` (or the run folder holding it) with
+    :func:`~seedlock.train.checkpoint.load_checkpoint` and check it holds a
+    fingerprint GAN. Raises :class:`UserError` with one line for a missing,
+    corrupt, foreign or incomplete checkpoint, or one of another task."""
+    return GeneratorCheckpoint.of(load_checkpoint(path))
