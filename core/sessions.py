@@ -153,3 +153,18 @@ def create_session(model: str | Path | bytes, config: SessionConfig | None = Non
             raise
         log.warning("providers %s failed (%s); falling back to %s", ", ".join(config.providers), exc, CPU)
         return ort.InferenceSession(source, sess_options=session_options(config), providers=[CPU])
+
+
+def provider_session(model: str | Path | bytes, provider: str, intra_op_threads: int | None = None) -> "ort.InferenceSession":
+    """A session on exactly ``provider`` (for comparing backends: no fallback).
+    Raises ``RuntimeError`` saying why when this build or host cannot run it."""
+    import onnxruntime as ort
+
+    if provider not in ort.get_available_providers():
+        raise RuntimeError(f"{provider} is not in this onnxruntime build; install the gpu extra on a CUDA host")
+    config = SessionConfig(providers=(provider,), explicit_providers=True,
+                           intra_op_threads=intra_op_threads or default_threads())  # fmt: skip
+    session = create_session(model, config)
+    if session.get_providers()[0] != provider:
+        raise RuntimeError(f"onnxruntime could not start {provider} on this host")
+    return session

@@ -39,16 +39,12 @@ def parse_backends(text: str) -> list[str]:
 
 
 def _ort_runner(path: Path, provider: str) -> Runner:
-    import onnxruntime as ort
+    from seedlock.core.sessions import provider_session
 
-    if provider not in ort.get_available_providers():
-        raise ExportError(f"{provider} is not in this onnxruntime build; install the gpu extra on a CUDA host")
-    options = {"use_tf32": "0"} if provider == "CUDAExecutionProvider" else {}
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    session = ort.InferenceSession(str(path), sess_options=so, providers=[(provider, options)])
-    if session.get_providers()[0] != provider:
-        raise ExportError(f"onnxruntime could not start {provider} on this host")
+    try:
+        session = provider_session(path, provider)
+    except RuntimeError as exc:
+        raise ExportError(str(exc)) from None
     names = [o.name for o in session.get_outputs()]
     return lambda feeds: dict(zip(names, session.run(names, feeds)))
 

@@ -45,19 +45,11 @@ def _feeds(manifest: Any, role: str, batch: int, seed: int = 0) -> dict[str, np.
 
 
 def _ort_runners(folder: Path, manifest: Any, provider: str, threads: int) -> dict[str, Callable]:
-    import onnxruntime as ort
+    from seedlock.core.sessions import provider_session
 
-    if provider not in ort.get_available_providers():
-        raise RuntimeError(f"{provider} is not in this onnxruntime build (install the gpu extra on a CUDA host)")
-    options = {"use_tf32": "0"} if provider == "CUDAExecutionProvider" else {}
     runners = {}
     for role, spec in manifest.graphs.items():
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.log_severity_level = 3
-        session = ort.InferenceSession(str(folder / spec.file), sess_options=so, providers=[(provider, options)])
-        if session.get_providers()[0] != provider:
-            raise RuntimeError(f"onnxruntime could not start {provider} here")
+        session = provider_session(folder / spec.file, provider, threads)
         runners[role] = lambda feeds, s=session: s.run(None, feeds)
     return runners
 

@@ -19,12 +19,11 @@ HELDOUT_INDEX = 1_000_000
 
 
 def train_and_export(out: Path, repository: Path, steps: int | None, log: Callable[[str], None]) -> dict:
-    import onnxruntime as ort
-
-    from seedlock.core import segmentation
     from seedlock.core.imaging import overlay, write_png
     from seedlock.core.metrics import confusion_matrix, scores_from_confusion
     from seedlock.core.repository import load_version
+    from seedlock.core.segmentation import SegmentationSpec
+    from seedlock.core.sessions import create_session
     from seedlock.export.segmenter import export_segmenter
     from seedlock.train.data.scenes import make_scene
     from seedlock.train.segment import demo_config, train_segmenter
@@ -44,9 +43,10 @@ def train_and_export(out: Path, repository: Path, steps: int | None, log: Callab
     keep = cfg.size * 3 // 4
     image, truth = scene[:, :keep].copy(), truth[:, :keep].copy()
     mv = load_version(repository, MODEL_NAME)
-    session = ort.InferenceSession(str(mv.path()), providers=["CPUExecutionProvider"])
-    mask = segmentation.segment(image, mv.manifest.preprocess, lambda x: session.run(None, {"image": x})[0])
-    labels = mv.manifest.labels
+    spec = SegmentationSpec.from_manifest(mv.manifest)
+    session = create_session(mv.path())  # as the server builds it
+    mask = spec.segment(image, lambda x: session.run([spec.output_name], {spec.input_name: x})[0])
+    labels = list(spec.labels)
     heldout = scores_from_confusion(confusion_matrix(mask, truth, len(labels)), labels)
     write_png(out / "heldout.png", image)
     write_png(out / "heldout_mask_inprocess.png", mask)

@@ -30,7 +30,10 @@ def run_cli(*args: str, timeout: float = 300, env: dict | None = None, check: bo
     return proc
 
 
-def make_tiny_checkpoint(path: Path, activation: str = "bi-elu", norm: str = "batch", seed: int = 3) -> Path:
+def make_tiny_checkpoint(
+    path: Path, activation: str = "bi-elu", norm: str = "batch", seed: int = 3, num_classes: int | None = None,
+    width: int = 4, size: int = 32,
+) -> Path:
     """A small untrained U-Net (with a bi-activation, so the custom op travels)
     saved in the real checkpoint format, with BN statistics made non-trivial."""
     import torch
@@ -40,7 +43,8 @@ def make_tiny_checkpoint(path: Path, activation: str = "bi-elu", norm: str = "ba
     from seedlock.train.unet import UNet, UNetConfig
 
     torch.manual_seed(seed)
-    cfg = UNetConfig(num_classes=len(SCENE_CLASSES), width=4, depth=2, activation=activation, norm=norm)
+    labels = list(SCENE_CLASSES) if num_classes is None else ["background"] + [f"class{i}" for i in range(1, num_classes)]
+    cfg = UNetConfig(num_classes=len(labels), width=width, depth=2, activation=activation, norm=norm)
     model = UNet(cfg)
     model.train()
     with torch.no_grad():  # a few forward passes in train mode populate running stats
@@ -53,10 +57,10 @@ def make_tiny_checkpoint(path: Path, activation: str = "bi-elu", norm: str = "ba
         model=model,
         model_config=cfg.to_dict(),
         config={"note": "tiny test model", "seed": seed},
-        labels=list(SCENE_CLASSES),
+        labels=labels,
         metrics={},
         seed=seed,
-        preprocess={"size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "divisor": cfg.divisor},
+        preprocess={"size": size, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "divisor": cfg.divisor},
     )
 
 

@@ -1,14 +1,17 @@
-"""Small real segmentation models for the serving tests (no torch needed).
+"""Small real segmentation models for the serving tests.
 
-``make_segmenter_repository`` writes a fully-convolutional ONNX segmenter
-(Conv 3x3 -> Relu -> Conv 1x1, seeded weights, dynamic batch/H/W, opset 18)
-into a Triton-style repository with the manifest the segmentation task
-service reads, exactly as the exporter writes it.
+``make_segmenter_repository`` writes what ``seedlock export onnx`` writes for a
+tiny U-Net (bi-ELU, batch norm; one export per shape, reused under other
+names and versions), so the server is tested on the exporter's real output.
+``write_plain_model`` writes an ONNX graph of a task seedlock has no service
+for (served over KServe v2 only).
 """
 
 from __future__ import annotations
 
+import atexit
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +22,10 @@ from seedlock.core.imaging import encode_png
 from seedlock.core.manifest import GraphSpec, Manifest, TensorSpec
 from seedlock.export.repository import write_model_version
 
-MEAN = [0.5, 0.5, 0.5]
-STD = [0.25, 0.25, 0.25]
-
 
 def segmenter_onnx(num_classes: int = 4, seed: int = 0, width: int = 8) -> bytes:
-    """Serialized ONNX: image (N,3,H,W) float32 -> logits (N,K,H,W) float32."""
+    """A plain ONNX graph (not a seedlock export): image (N,3,H,W) float32 ->
+    logits (N,K,H,W) float32, for models of a task seedlock has no service for."""
     rng = np.random.default_rng(seed)
     w1 = (rng.standard_normal((width, 3, 3, 3)) * 0.5).astype(np.float32)
     b1 = (rng.standard_normal(width) * 0.1).astype(np.float32)
@@ -37,7 +38,7 @@ def segmenter_onnx(num_classes: int = 4, seed: int = 0, width: int = 8) -> bytes
     ]
     graph = helper.make_graph(
         nodes,
-        "tiny_segmenter",
+        "plain_tensors",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", num_classes, "height", "width"])],
         initializer=[numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))],
@@ -48,25 +49,33 @@ def segmenter_onnx(num_classes: int = 4, seed: int = 0, width: int = 8) -> bytes
     return model.SerializeToString()
 
 
-def segmenter_manifest(name: str, num_classes: int, size: int, seed: int, version: int = 1) -> Manifest:
-    return Manifest(
-        name=name,
-        version=version,
-        task="segmentation",
-        graphs={
-            "model": GraphSpec(
-                file="model.onnx",
-                inputs=[TensorSpec("image", "float32", [-1, 3, -1, -1])],
-                outputs=[TensorSpec("logits", "float32", [-1, num_classes, -1, -1])],
-            )
-        },
-        preprocess={"size": size, "mean": MEAN, "std": STD, "divisor": 1, "resize": "letterbox"},
-        postprocess={"argmax_axis": 1},
-        labels=["background"] + [f"class{i}" for i in range(1, num_classes)],
-        seed=seed,
-        config={"note": "serving test model"},
+def write_plain_model(repository: str | Path, name: str, task: str = "tensors", num_classes: int = 4) -> Path:
+    """A model of a task the table does not know: served over KServe v2 only."""
+    manifest = Manifest(
+        name=name, version=1, task=task,
+        graphs={"model": GraphSpec("model.onnx", [TensorSpec("image", "float32", [-1, 3, -1, -1])],
+                                   [TensorSpec("logits", "float32", [-1, num_classes, -1, -1])])},
         tools={"onnx": onnx.__version__},
-    )
+    )  # fmt: skip
+    return write_model_version(repository, manifest, {"model.onnx": segmenter_onnx(num_classes)})
+
+
+_EXPORTS = Path(tempfile.mkdtemp(prefix="seedlock-test-exports-"))
+atexit.register(shutil.rmtree, _EXPORTS, ignore_errors=True)
+
+
+def _exported(num_classes: int, size: int, seed: int, width: int) -> Path:
+    """A tiny U-Net (bi-ELU, BN) trained for nothing but exported by the real
+    exporter, once per shape in this test process."""
+    folder = _EXPORTS / f"k{num_classes}-s{size}-r{seed}-w{width}"
+    if not (folder / "segmenter" / "1" / "manifest.json").is_file():
+        from conftest import make_tiny_checkpoint
+
+        from seedlock.export.segmenter import export_segmenter
+
+        ckpt = make_tiny_checkpoint(folder / "checkpoint.pt", seed=seed, num_classes=num_classes, width=width, size=size)
+        export_segmenter(ckpt, folder, name="segmenter", version=1, log=lambda _: None)
+    return folder / "segmenter" / "1"
 
 
 def make_segmenter_repository(
@@ -76,12 +85,16 @@ def make_segmenter_repository(
     size: int = 32,
     seed: int = 0,
     version: int = 1,
-    width: int = 8,
+    width: int = 4,
 ) -> Path:
-    """Write model ``name`` version ``version`` into the repository at ``path``; returns ``path``."""
+    """Write model ``name`` version ``version`` into the repository at ``path``:
+    the exporter's output for a tiny U-Net with ``num_classes`` classes, served
+    at ``size``, its weights drawn from ``seed``; returns ``path``."""
     path = Path(path)
-    manifest = segmenter_manifest(name, num_classes, size, seed, version)
-    write_model_version(path, manifest, {"model.onnx": segmenter_onnx(num_classes, seed, width)})
+    source = _exported(num_classes, size, seed, width)
+    manifest = Manifest.load(source)
+    manifest.name, manifest.version = name, version
+    write_model_version(path, manifest, {f: (source / f).read_bytes() for f in manifest.files})
     return path
 
 

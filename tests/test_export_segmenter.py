@@ -14,17 +14,21 @@ from seedlock.export.segmenter import export_segmenter
 from seedlock.export.verify import verify_model
 from seedlock.train.checkpoint import load_checkpoint
 
+REF_IN, REF_OUT = "reference.model.image.npy", "reference.model.logits.npy"  # the stored seeded reference
+
 
 def test_repository_layout_and_manifest(segmenter_repository, tiny_checkpoint):
     model_dir = segmenter_repository / "segmenter"
     assert sorted(p.name for p in model_dir.iterdir()) == ["1", "config.pbtxt"]
     files = sorted(p.name for p in (model_dir / "1").iterdir())
-    assert files == ["manifest.json", "model.onnx", "reference_input.npy", "reference_output.npy"]
+    assert files == ["manifest.json", "model.onnx", REF_IN, REF_OUT]
     m = Manifest.load(model_dir / "1")
     assert m.task == "segmentation" and m.name == "segmenter" and m.version == 1
     assert m.graphs["model"].inputs[0].shape == [-1, 3, -1, -1]
     assert m.graphs["model"].outputs[0].shape[0] == -1
-    assert set(m.files) == {"model.onnx", "reference_input.npy", "reference_output.npy"}
+    assert set(m.files) == {"model.onnx", REF_IN, REF_OUT}
+    assert m.reference["graphs"] == {"model": {"inputs": {"image": REF_IN}, "outputs": {"logits": REF_OUT}}}
+    assert m.reference["tolerance"] == 1e-4 and "reference" not in m.preprocess and "reference" not in m.postprocess
     assert m.preprocess["size"] == 32 and m.preprocess["divisor"] == 4 and m.preprocess["resize"] == "letterbox"
     assert m.labels == load_checkpoint(tiny_checkpoint).labels
     assert m.metrics["export_parity_max_abs"] <= 1e-4
@@ -47,7 +51,7 @@ def test_exported_model_matches_torch_on_new_shapes(segmenter_repository, tiny_c
 def test_export_twice_is_byte_identical(tmp_path, tiny_checkpoint):
     a = export_segmenter(tiny_checkpoint, tmp_path / "a", log=lambda _: None).folder
     b = export_segmenter(tiny_checkpoint, tmp_path / "b", log=lambda _: None).folder
-    for name in ("model.onnx", "manifest.json", "reference_input.npy", "reference_output.npy"):
+    for name in ("model.onnx", "manifest.json", REF_IN, REF_OUT):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     assert (a.parent / "config.pbtxt").read_bytes() == (b.parent / "config.pbtxt").read_bytes()
 
@@ -63,10 +67,11 @@ def test_failed_parity_writes_nothing(tmp_path, tiny_checkpoint):
 def test_verify_passes_then_catches_tampering(tmp_path, tiny_checkpoint):
     folder = export_segmenter(tiny_checkpoint, tmp_path, log=lambda _: None).folder
     rows = verify_model(tmp_path / "segmenter", checkpoint=tiny_checkpoint, log=lambda _: None)
-    assert rows[0].case == "stored reference" and all(r.ok for r in rows) and len(rows) >= 4
+    assert [r.case for r in rows] == ["model/logits stored reference", "model/logits torch vs onnxruntime"]
+    assert all(r.ok for r in rows)
     # a changed reference output is caught by its digest before any parity runs
-    ref = np.load(folder / "reference_output.npy")
-    np.save(folder / "reference_output.npy", ref + 1.0)
+    ref = np.load(folder / REF_OUT)
+    np.save(folder / REF_OUT, ref + 1.0)
     with pytest.raises(ExportError, match="digest check failed"):
         verify_model(tmp_path / "segmenter", log=lambda _: None)
 
@@ -76,12 +81,39 @@ def test_verify_detects_parity_drift_when_digest_is_rerecorded(tmp_path, tiny_ch
     from seedlock.core.manifest import record_files
 
     folder = export_segmenter(tiny_checkpoint, tmp_path, log=lambda _: None).folder
-    np.save(folder / "reference_output.npy", np.load(folder / "reference_output.npy") + 0.01)
+    np.save(folder / REF_OUT, np.load(folder / REF_OUT) + 0.01)
     m = Manifest.load(folder)
     record_files(m, folder, list(m.files))
     m.save(folder)
     with pytest.raises(ExportError, match="parity check failed"):
         verify_model(tmp_path / "segmenter", log=lambda _: None)
+
+
+def test_verify_reads_a_version_1_manifest(tmp_path, tiny_checkpoint):
+    """A model exported before the reference had its own section (schema 1:
+    reference_input/output.npy named in preprocess) still verifies and serves."""
+    import json
+
+    from seedlock.core.manifest import record_files
+
+    folder = export_segmenter(tiny_checkpoint, tmp_path, log=lambda _: None).folder
+    (folder / REF_IN).rename(folder / "reference_input.npy")
+    (folder / REF_OUT).rename(folder / "reference_output.npy")
+    data = json.loads((folder / "manifest.json").read_text())
+    del data["reference"]
+    data["schema_version"] = 1
+    data["preprocess"]["reference"] = {"input": "reference_input.npy", "output": "reference_output.npy", "seed": 20201, "tolerance": 1e-4}
+    data["files"] = {}
+    (folder / "manifest.json").write_text(json.dumps(data))
+    m = Manifest.load(folder)
+    record_files(m, folder, ["model.onnx", "reference_input.npy", "reference_output.npy"])
+    raw = json.loads((folder / "manifest.json").read_text())
+    raw["files"] = m.files
+    (folder / "manifest.json").write_text(json.dumps(raw))
+    assert Manifest.load(folder).reference["graphs"]["model"] == {"inputs": {"image": "reference_input.npy"},
+                                                                 "outputs": {"logits": "reference_output.npy"}}
+    rows = verify_model(tmp_path / "segmenter", log=lambda _: None)
+    assert [r.case for r in rows] == ["model/logits stored reference"] and rows[0].ok
 
 
 def test_cli_export_and_verify(tmp_path, tiny_checkpoint):
@@ -140,3 +172,20 @@ def test_export_size_override_sets_the_serving_input(tmp_path, tiny_checkpoint):
     assert any(r.shape[-2:] == (48, 48) for r in result.rows)  # parity was checked at the new size
     with pytest.raises(UserError, match="multiple of 4"):
         export_segmenter(tiny_checkpoint, tmp_path / "bad", size=30, log=lambda _: None)
+
+
+def test_one_export_shape_for_every_task(tmp_path, tiny_checkpoint):
+    """`export segment` is `export onnx` for segmenters; a checkpoint of another
+    task, or another task's option, is refused with one line naming the fix."""
+    proc = run_cli("export", "segment", str(tiny_checkpoint), "--repository", str(tmp_path), "--name", "seg")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "seg" / "1" / "model.onnx").is_file()
+    proc = run_cli("export", "caption", str(tiny_checkpoint), "--repository", str(tmp_path))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "holds a 'segmentation' model, not a 'captioning' one" in lines[0] and "seedlock export segment" in lines[0]
+    proc = run_cli("export", "onnx", str(tiny_checkpoint), "--repository", str(tmp_path), "--max-count", "8")
+    assert proc.returncode == 2 and "--max-count do(es) not apply to a segmentation model" in proc.stderr
+    for bad in ("0", "x"):
+        proc = run_cli("export", "onnx", str(tiny_checkpoint), "--repository", str(tmp_path), "--version", bad)
+        assert proc.returncode == 2 and "--version" in proc.stderr and "Traceback" not in proc.stderr

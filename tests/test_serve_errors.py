@@ -8,7 +8,7 @@ import threading
 import grpc
 import numpy as np
 import pytest
-from serving_fixtures import make_segmenter_repository, sample_png, segmenter_manifest, segmenter_onnx
+from serving_fixtures import make_segmenter_repository, sample_png, write_plain_model
 
 from seedlock.clients import InferenceClient, SegmentationClient
 from seedlock.clients.base import NO_RETRY
@@ -19,7 +19,6 @@ from seedlock.clients.errors import (
     ResourceExhausted,
     SeedlockError,
 )
-from seedlock.export.repository import write_model_version
 from seedlock.serve import segmentation as seg_module
 from seedlock.serve.errors import ServeError
 from seedlock.serve.server import start_server
@@ -34,9 +33,7 @@ def server(tmp_path_factory):
     repo = tmp_path_factory.mktemp("errrepo")
     make_segmenter_repository(repo, name="segmenter")
     make_segmenter_repository(repo, name="other", num_classes=3, seed=1)
-    plain = segmenter_manifest("plain", 4, 32, 0)
-    plain.task = "tensors"  # served over KServe v2 only
-    write_model_version(repo, plain, {"model.onnx": segmenter_onnx(4, 0)})
+    write_plain_model(repo, "plain")  # a task without a service: KServe v2 only
     running = start_server(repo, intra_op_threads=1, workers=4, max_inflight=2, max_message_bytes=MAX_MESSAGE)
     yield running
     running.stop(grace=1.0)
@@ -144,12 +141,16 @@ def test_unknown_model_and_version(seg, v2, good):
     still_good(seg, v2, good)
 
 
-def test_ambiguous_or_wrong_task_model(seg, v2, good):
+def test_ambiguous_or_wrong_task_model(server, seg, v2, good):
     with expect(InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT, "several segmentation models", "other, segmenter"):
         seg.segment(GOOD_IMAGE)  # no model named, two segmenters served
     with expect(InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT, "'tensors' model, not a segmentation model"):
         seg.segment(GOOD_IMAGE, model="plain")
-    assert v2.infer("plain", {"image": GOOD_TENSOR})["logits"].tobytes() == good[1].tobytes()
+    from seedlock.core.sessions import SessionConfig, create_session
+
+    plain = create_session(server.registry.repository / "plain" / "1" / "model.onnx", SessionConfig(intra_op_threads=1))
+    want = plain.run(["logits"], {"image": GOOD_TENSOR})[0]
+    assert v2.infer("plain", {"image": GOOD_TENSOR})["logits"].tobytes() == want.tobytes()
     still_good(seg, v2, good)
 
 

@@ -78,7 +78,7 @@ def test_model_metadata(triton):
     assert list(other.outputs[0].shape) == [-1, 3, -1, -1]
 
 
-@pytest.mark.parametrize("name,shape", [("segmenter", (1, 3, 16, 16)), ("segmenter", (2, 3, 24, 40)), ("other", (1, 3, 9, 13))])
+@pytest.mark.parametrize("name,shape", [("segmenter", (1, 3, 16, 16)), ("segmenter", (2, 3, 24, 40)), ("other", (1, 3, 12, 20))])
 def test_infer_raw_matches_in_process_onnxruntime_bit_for_bit(repo, triton, name, shape):
     x = seeded(shape, seed=sum(shape))
     inp = tc.InferInput("image", list(x.shape), "FP32")
@@ -128,3 +128,13 @@ def test_repeated_infer_responses_are_byte_identical(server):
         a = stub.ModelInfer(service_pb2.ModelInferRequest.FromString(request.SerializeToString()), timeout=30)
         b = stub.ModelInfer(service_pb2.ModelInferRequest.FromString(request.SerializeToString()), timeout=30)
     assert a.SerializeToString(deterministic=True) == b.SerializeToString(deterministic=True)
+
+
+def test_infer_refuses_a_size_the_unet_cannot_take(triton):
+    """The exported U-Net halves H and W twice: the manifest's divisor (4) is checked before the model runs."""
+    inp = tc.InferInput("image", [1, 3, 9, 13], "FP32")
+    inp.set_data_from_numpy(seeded((1, 3, 9, 13)))
+    with pytest.raises(tc.InferenceServerException, match="height and width must be multiples of 4, got 9x13") as info:
+        triton.infer("other", [inp])
+    assert "INVALID_ARGUMENT" in str(info.value)
+    assert triton.is_server_ready()

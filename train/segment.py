@@ -38,7 +38,8 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
 from seedlock.core.errors import UserError
-from seedlock.core.imaging import colorize, letterbox, normalize, unletterbox_mask, write_png
+from seedlock.core.imaging import colorize, write_png
+from seedlock.core.segmentation import SegmentationSpec
 from seedlock.core.metrics import IGNORE_INDEX, confusion_matrix, scores_from_confusion
 from seedlock.core.rng import SeedStream
 from seedlock.train.bi_activation import ACTIVATIONS
@@ -321,19 +322,16 @@ def predict_masks(model: nn.Module, images: np.ndarray, preprocess: dict[str, An
     Returns uint8 ``(H, W)`` or ``(N, H, W)``.
     """
     single = images.ndim == 3
-    batch = images[None] if single else images
-    if batch.ndim != 4 or batch.shape[-1] != 3 or batch.dtype != np.uint8:
-        raise ValueError(f"expected uint8 (H, W, 3) or (N, H, W, 3) images, got {batch.dtype} {batch.shape}")
-    size = int(preprocess["size"])
-    boxed, boxes = zip(*(letterbox(img, size) for img in batch))
-    x = torch.from_numpy(normalize(np.stack(boxed), preprocess["mean"], preprocess["std"]))
+    spec = SegmentationSpec(int(preprocess["size"]), tuple(preprocess["mean"]), tuple(preprocess["std"]),
+                            tuple(str(i) for i in range(getattr(model, "module", model).cfg.num_classes)))  # fmt: skip
+    x, boxes = spec.preprocess(images)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        pred = model(x.to(device)).argmax(1).to(torch.uint8).cpu().numpy()
+        logits = model(torch.from_numpy(x).to(device)).cpu().numpy()
     model.train(was_training)
-    masks = np.stack([unletterbox_mask(m, b) for m, b in zip(pred, boxes)])
+    masks = np.stack(spec.postprocess(logits, boxes))
     return masks[0] if single else masks
 
 
