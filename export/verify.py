@@ -114,9 +114,13 @@ def verify_model(
     log(f"digests: {len(mv.manifest.files)} files match manifest.json of {mv.manifest.name} v{mv.manifest.version}")
     if tasks.find(mv.manifest.task) is None:
         raise ExportError(f"{mv.folder} is a {mv.manifest.task!r} model; this seedlock verifies {', '.join(tasks.names())}")
-    rows = reference_rows(mv)
-    if checkpoint is not None:
-        rows += torch_rows(mv, checkpoint)
+    try:
+        rows = reference_rows(mv)
+        if checkpoint is not None:
+            rows += torch_rows(mv, checkpoint)
+    except (ManifestError, KeyError, OSError, ValueError) as exc:  # a malformed reference or spec: name it, no traceback
+        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise ExportError(f"{mv.folder}: cannot check the stored reference ({text})") from None
     if not rows:
         raise ExportError(f"{mv.folder} has no stored reference and no --checkpoint was given: nothing to compare")
     log(parity.format_table(rows, reference="stored reference" if checkpoint is None else "stored reference / torch"))

@@ -91,7 +91,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         raw = request.raw_input_contents
         if raw and len(raw) != len(request.inputs):
             raise invalid(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs; send one per input, or none")
-        divisor = int(runtime.manifest.preprocess.get("divisor", 1) or 1) if runtime.task == "segmentation" else 1
+        # A fully convolutional model records the multiple its H and W must be (a U-Net's 2**depth).
+        divisor = int(runtime.manifest.preprocess.get("divisor", 1) or 1)
         feeds: dict[str, np.ndarray] = {}
         for i, tensor in enumerate(request.inputs):
             spec = specs.get(tensor.name)

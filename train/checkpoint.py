@@ -116,6 +116,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise UserError(f"{path} is not a seedlock checkpoint (format {found!r}, expected {FORMAT!r})")
+    if data.get("task") == "fingerprint-gan" and "generator" in data:
+        raise UserError(f"{path} is a fingerprint GAN saved in the layout of seedlock before one checkpoint format "
+                        "served every task; retrain it with `seedlock train fingerprint-gan`")  # fmt: skip
     missing = [k for k in ("task", "model_config", "state_dict") if k not in data]
     if missing:
         raise UserError(f"{path} is an incomplete seedlock checkpoint: missing {', '.join(missing)}")
