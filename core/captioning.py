@@ -142,7 +142,7 @@ class CaptioningSpec:
             expected = {label: [self.tokens_of(str(c["caption"])) for c in caps] for label, (_, _, caps) in stored.items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise ManifestError(
-                f"the stored captioning reference needs image, beam, n, max_length, greedy and captions ({exc!r}); "
+                f"{folder}: the stored captioning reference needs image, beam, n, max_length, greedy and captions ({exc!r}); "
                 "re-export the model"
             ) from None
         graphs = self.graphs(sessions)

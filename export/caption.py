@@ -3,7 +3,8 @@
     <repository>/<name>/<version>/encoder.onnx        image (B,3,S,S) -> memory (B,P,M)
     <repository>/<name>/<version>/decoder_step.onnx   one decoding step (see below)
     <repository>/<name>/<version>/vocab.json          the vocabulary (also the manifest's labels)
-    <repository>/<name>/<version>/reference_image.png a held-out scene; its captions are in the manifest
+    <repository>/<name>/<version>/reference_image.png a held-out scene; its captions are the manifest's reference.task
+    <repository>/<name>/<version>/reference.<graph>.<tensor>.npy  seeded inputs of each graph and torch's outputs
 
 The decoder step, named ``decoder_step`` in the manifest (``postprocess.decoder_mode``):
 
@@ -20,50 +21,63 @@ Before writing anything the export checks ONNX Runtime against torch: every
 graph output on random and real inputs within ``tolerance`` (1e-4), and then
 end to end, greedy and beam search (driven by the one numpy decoder in
 :mod:`seedlock.core.caption_decoding`) must give exactly the same captions via
-ONNX Runtime as via torch on held-out scenes.
+ONNX Runtime as via torch on held-out scenes. ``seedlock export verify``
+re-checks both levels from what is stored: every graph on its reference inputs
+(within the tolerance), and the reference image's captions (exactly), through
+:meth:`seedlock.core.captioning.CaptioningSpec.check_reference`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from torch.export import Dim
 
-from seedlock.core.caption_decoding import MAX_BEAM, MAX_LENGTH, CaptionGraphs, DecoderSpec, session_runner
-from seedlock.core.caption_loading import load_caption_graphs
-from seedlock.core.imaging import encode_png, normalize
+from seedlock.core.caption_decoding import MAX_LENGTH, CaptionGraphs, RunGraph
+from seedlock.core.captioning import DECODER_STEP, ENCODER, VOCAB_FILE, CaptioningSpec
+from seedlock.core.imaging import encode_png
 from seedlock.core.manifest import GraphSpec, Manifest, TensorSpec
 from seedlock.core.rng import SeedStream
-from seedlock.core.vocab import Vocabulary
-from seedlock.core.errors import UserError
+from seedlock.core.sessions import create_session
+from seedlock.core.vocab import START_ID
 from seedlock.export import parity
-from seedlock.export.onnx_export import ExportError, serialize, to_onnx
+from seedlock.export.common import TOLERANCE, ExportResult, as_checkpoint, check_target, graph_reference, tool_versions
+from seedlock.export.errors import ExportError
+from seedlock.export.onnx_export import serialize, to_onnx
 from seedlock.export.repository import write_model_version
-from seedlock.export.segmenter import cpu_session, tool_versions
-from seedlock.train.captioner import Captioner, EncoderGraph, decoder_spec, step_io_names, step_module, torch_graphs
-from seedlock.train.checkpoint import load_checkpoint
+from seedlock.train import captioner
+from seedlock.train.captioner import Captioner, CaptionerConfig, EncoderGraph, decoder_spec, step_io_names, step_module
+from seedlock.train.checkpoint import Checkpoint
 from seedlock.train.data.caption_scenes import VAL_OFFSET, make_caption_scene
 
+TASK = CaptioningSpec.TASK
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder_step.onnx"
-VOCAB_FILE = "vocab.json"
 REFERENCE_IMAGE = "reference_image.png"
-TOLERANCE = 1e-4
-REFERENCE_SEED = 20202  # random parity inputs: SeedStream(REFERENCE_SEED, k)
+# Seeds of the inputs drawn for the checks (documented, so anyone can
+# regenerate them): SeedStream(REFERENCE_SEED, 1) for the parity cases,
+# SeedStream(REFERENCE_SEED, 2) for the graph references stored with the export.
+REFERENCE_SEED = 20202
 CHECK_BEAM, CHECK_N, CHECK_MAX_LENGTH = 3, 3, 20
+CHECK_SCENES = 4
 
 
-@dataclass
-class CaptionExportResult:
-    folder: Path
-    manifest: Manifest
-    rows: list[parity.ParityRow]
-    captions: list[dict[str, Any]]  # the end-to-end check: per scene, ORT captions (== torch)
+def checkpoint_spec(ckpt: Checkpoint) -> CaptioningSpec:
+    """The spec a captioning checkpoint exports to: its decoder at the server's limits, vocabulary and preprocessing."""
+    pre = ckpt.preprocess
+    return CaptioningSpec(
+        decoder=decoder_spec(ckpt.model.cfg), labels=tuple(ckpt.labels), size=int(pre["size"]),
+        mean=tuple(float(v) for v in pre["mean"]), std=tuple(float(v) for v in pre["std"]),  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def torch_graphs(checkpoint: str | Path | Checkpoint) -> dict[str, RunGraph]:
+    """The checkpoint's graphs in torch, as ``feeds -> outputs`` (the export check and ``export verify --checkpoint``)."""
+    graphs = captioner.torch_graphs(as_checkpoint(checkpoint, TASK).model.eval())
+    return {ENCODER: graphs.encoder, DECODER_STEP: graphs.decoder_step}
 
 
 def _export_graphs(model: Captioner, size: int) -> tuple[bytes, bytes]:
@@ -85,42 +99,50 @@ def _export_graphs(model: Captioner, size: int) -> tuple[bytes, bytes]:
     return serialize(enc), serialize(step)
 
 
-def _parity_rows(model: Captioner, enc_sess: ort.InferenceSession, step_sess: ort.InferenceSession, scenes: np.ndarray, tol: float) -> list[parity.ParityRow]:
-    cfg = model.cfg
+def step_feeds(cfg: CaptionerConfig, memory: np.ndarray, stream: SeedStream, length: int) -> dict[str, np.ndarray]:
+    """Seeded inputs of one decoder step for ``len(memory)`` rows: a prefix of
+    ``length`` tokens (from ``<start>``; the last one only for a recurrent step) and random states."""
+    rows = len(memory)
+    tokens = stream.integers(4, max(cfg.vocab_size, 5), (rows, length if cfg.bidirectional else 1))
+    if cfg.bidirectional:
+        tokens[:, 0] = START_ID  # prefixes start with <start>
+    feeds = {"tokens": tokens, "memory": memory}
+    for s in cfg.state_names:
+        feeds[s] = stream.normal((rows, cfg.hidden)).astype(np.float32)
+    return feeds
+
+
+def _parity_rows(cfg: CaptionerConfig, torch_side: dict[str, RunGraph], ort_side: dict[str, RunGraph], scenes: np.ndarray, tol: float) -> list[parity.ParityRow]:
     size = cfg.image_size
     rs = SeedStream(REFERENCE_SEED, 1)
-    enc_t, step_t = EncoderGraph(model).eval(), step_module(model).eval()
     rows = parity.run_cases(
         {
             "encoder random b1": rs.normal((1, 3, size, size)).astype(np.float32),
             "encoder random b3": rs.normal((3, 3, size, size)).astype(np.float32),
             "encoder scenes b2": scenes,
         },
-        lambda x: enc_t(torch.from_numpy(x)).detach().numpy(),
-        lambda x: enc_sess.run(["memory"], {"image": x})[0],
+        lambda x: torch_side[ENCODER]({"image": x})["memory"],
+        lambda x: ort_side[ENCODER]({"image": x})["memory"],
         tol,
     )
-    with torch.no_grad():
-        memory = enc_t(torch.from_numpy(rs.normal((3, 3, size, size)).astype(np.float32))).numpy()
-    ins, outs = step_io_names(cfg)
-    lengths = (1, 4, 9) if cfg.bidirectional else (1,)
-    for t in lengths:
-        tokens = rs.integers(4, max(cfg.vocab_size, 5), (3, t))
-        if cfg.bidirectional:
-            tokens[:, 0] = 1  # prefixes start with <start>
-        feeds = {"tokens": tokens, "memory": memory}
-        for s in cfg.state_names:
-            feeds[s] = rs.normal((3, cfg.hidden)).astype(np.float32)
-        with torch.no_grad():
-            ref = step_t(*(torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in ins))
-        ref = ref if isinstance(ref, tuple) else (ref,)
-        got = step_sess.run(outs, feeds)
-        for name, r, g in zip(outs, ref, got):
-            rows.append(parity.compare(f"step {name} b3 t{t}", r.numpy(), g, tol))
+    memory = torch_side[ENCODER]({"image": rs.normal((3, 3, size, size)).astype(np.float32)})["memory"]
+    for t in (1, 4, 9) if cfg.bidirectional else (1,):
+        feeds = step_feeds(cfg, memory, rs, t)
+        want, got = torch_side[DECODER_STEP](feeds), ort_side[DECODER_STEP](feeds)
+        rows += [parity.compare(f"step {name} b3 t{t}", want[name], got[name], tol) for name in step_io_names(cfg)[1]]
     return rows
 
 
-def _end_to_end(torch_side: CaptionGraphs, ort_side: CaptionGraphs, images: np.ndarray, vocab: Vocabulary, tol: float) -> list[dict[str, Any]]:
+def _stored_reference(cfg: CaptionerConfig, torch_side: dict[str, RunGraph]) -> dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    """Seeded inputs of both graphs and torch's outputs on them: what ``export verify`` re-runs."""
+    rs = SeedStream(REFERENCE_SEED, 2)
+    enc_in = {"image": rs.normal((2, 3, cfg.image_size, cfg.image_size)).astype(np.float32)}
+    enc_out = torch_side[ENCODER](enc_in)
+    step_in = step_feeds(cfg, enc_out["memory"], rs, 4)
+    return {ENCODER: (enc_in, enc_out), DECODER_STEP: (step_in, torch_side[DECODER_STEP](step_in))}
+
+
+def _end_to_end(spec: CaptioningSpec, torch_side: CaptionGraphs, ort_side: CaptionGraphs, images: np.ndarray, tol: float) -> list[dict[str, Any]]:
     """Greedy and beam captions via torch and via ORT must be the same token sequences."""
     report = []
     for i in range(len(images)):
@@ -131,105 +153,92 @@ def _end_to_end(torch_side: CaptionGraphs, ort_side: CaptionGraphs, images: np.n
             got = ort_side.caption(x, beam=beam, max_length=CHECK_MAX_LENGTH, n=n)[0]
             if [c.tokens for c in want] != [c.tokens for c in got]:
                 raise ExportError(
-                    f"scene {i}, {label}: ONNX Runtime captions {[vocab.decode(c.tokens) for c in got]} differ from torch's "
-                    f"{[vocab.decode(c.tokens) for c in want]}; nothing was written"
+                    f"scene {i}, {label}: ONNX Runtime captions {[spec.text(c) for c in got]} differ from torch's "
+                    f"{[spec.text(c) for c in want]}; nothing was written"
                 )
             worst = max(abs(a.log_prob - b.log_prob) for a, b in zip(want, got))
             if worst > tol * CHECK_MAX_LENGTH:
                 raise ExportError(f"scene {i}, {label}: caption log-probabilities differ by {worst:.2e}; nothing was written")
-            entry[label] = [{"caption": vocab.decode(c.tokens), "log_prob": c.log_prob} for c in got]
+            entry[label] = [{"caption": spec.text(c), "log_prob": c.log_prob} for c in got]
         report.append(entry)
     return report
 
 
-def ort_graphs(folder: str | Path) -> tuple[CaptionGraphs, Manifest, Vocabulary]:
-    """Load an exported captioner version folder with ONNX Runtime CPU sessions,
-    through the loader the server uses (:mod:`seedlock.core.caption_loading`)."""
-    return load_caption_graphs(folder, cpu_session)
+def _graph_specs(cfg: CaptionerConfig, spec: CaptioningSpec) -> dict[str, GraphSpec]:
+    size, hidden = spec.size, cfg.hidden
+    memory_shape = [-1, (size // 8) ** 2 if cfg.attention else 1, hidden]  # P regions, fixed by the image size
+    tok_shape = [-1, -1] if cfg.bidirectional else [-1, 1]
+    step_inputs = [TensorSpec("tokens", "int64", tok_shape), TensorSpec("memory", "float32", memory_shape)]
+    step_inputs += [TensorSpec(s, "float32", [-1, hidden]) for s in cfg.state_names]
+    step_outputs = [TensorSpec("log_probs", "float32", [-1, len(spec.labels)])]
+    step_outputs += [TensorSpec(f"{s}_out", "float32", [-1, hidden]) for s in cfg.state_names]
+    return {
+        ENCODER: GraphSpec(ENCODER_FILE, [TensorSpec("image", "float32", [-1, 3, size, size])], [TensorSpec("memory", "float32", memory_shape)]),
+        DECODER_STEP: GraphSpec(DECODER_FILE, step_inputs, step_outputs),
+    }
 
 
 def export_captioner(
-    checkpoint: str | Path,
+    checkpoint: str | Path | Checkpoint,
     repository: str | Path,
     name: str = "captioner",
     version: int = 1,
     overwrite: bool = False,
     tolerance: float = TOLERANCE,
     log: Callable[[str], None] = print,
-) -> CaptionExportResult:
-    """Export, verify (graph parity, then identical captions end to end), then write."""
-    target = Path(repository) / name / str(version)
-    if target.exists() and not overwrite:
-        raise UserError(f"{target} already exists; pass --overwrite or choose another --version")
-    ckpt = load_checkpoint(checkpoint)
-    if ckpt.task != "captioning":
-        raise ExportError(f"{checkpoint} is a {ckpt.task!r} checkpoint, not a captioning one")
+) -> ExportResult:
+    """Export, verify (graph parity, then identical captions end to end), then
+    write. ``details["captions"]``: per held-out scene, the checked captions."""
+    check_target(repository, name, version, overwrite)  # fail before the slow part
+    ckpt = as_checkpoint(checkpoint, TASK)
     model: Captioner = ckpt.model.eval()
     cfg = model.cfg
-    vocab = Vocabulary(ckpt.labels)
-    pre = dict(ckpt.preprocess)
-    size = int(pre["size"])
+    spec = checkpoint_spec(ckpt)
     mode = "prefix (whole prefix re-read each step)" if cfg.bidirectional else f"recurrent (state {', '.join(cfg.state_names)})"
-    log(f"exporting {checkpoint} -> encoder + decoder step ONNX (opset 18, dynamic batch), decoder step {mode}")
-    enc_bytes, step_bytes = _export_graphs(model, size)
-    enc_sess, step_sess = cpu_session(enc_bytes), cpu_session(step_bytes)
+    log(f"exporting {ckpt.path} -> encoder + decoder step ONNX (opset 18, dynamic batch), decoder step {mode}")
+    enc_bytes, step_bytes = _export_graphs(model, spec.size)
+    sessions = {ENCODER: create_session(enc_bytes), DECODER_STEP: create_session(step_bytes)}  # the server's settings
+    ort_side = spec.graphs(sessions)
+    torch_side = torch_graphs(ckpt)
 
     data_seed = int(ckpt.config.get("data_seed", 0))
-    scene_imgs = [make_caption_scene(data_seed, VAL_OFFSET + i, size) for i in range(4)]
-    scenes = normalize(np.stack([img for img, _ in scene_imgs]), pre["mean"], pre["std"])
-    rows = _parity_rows(model, enc_sess, step_sess, scenes[:2], tolerance)
+    scene_imgs = [make_caption_scene(data_seed, VAL_OFFSET + i, spec.size) for i in range(CHECK_SCENES)]
+    scenes = np.concatenate([spec.prepare_image(img) for img, _ in scene_imgs])
+    rows = _parity_rows(cfg, torch_side, {ENCODER: ort_side.encoder, DECODER_STEP: ort_side.decoder_step}, scenes[:2], tolerance)
     log(parity.format_table(rows))
     failed = [r for r in rows if not r.ok]
     if failed:
         raise ExportError(f"ONNX Runtime differs from torch by {max(r.max_abs for r in failed):.3e} > {tolerance:.0e}; nothing was written")
 
-    spec = decoder_spec(cfg)
-    spec = DecoderSpec(spec.mode, spec.state_names, spec.hidden, max_beam=MAX_BEAM, max_length=MAX_LENGTH)
-    ort_side = CaptionGraphs(session_runner(enc_sess), session_runner(step_sess), spec)
-    captions = _end_to_end(torch_graphs(model), ort_side, scenes, vocab, tolerance)
+    captions = _end_to_end(spec, CaptionGraphs(torch_side[ENCODER], torch_side[DECODER_STEP], spec.decoder), ort_side, scenes, tolerance)
     log(f"end to end: greedy and beam {CHECK_BEAM} captions identical via torch and ONNX Runtime on {len(scenes)} held-out scenes")
     for entry, (_, refs) in zip(captions, scene_imgs):
         log(f"  {entry['greedy'][0]['caption']!r}  (reference: {refs[0]!r})")
 
-    memory_shape = [-1, (size // 8) ** 2 if cfg.attention else 1, cfg.hidden]  # P regions, fixed by the image size
-    ins, outs = step_io_names(cfg)
-    tok_shape = [-1, -1] if cfg.bidirectional else [-1, 1]
-    step_inputs = [TensorSpec("tokens", "int64", tok_shape), TensorSpec("memory", "float32", memory_shape)]
-    step_inputs += [TensorSpec(s, "float32", [-1, cfg.hidden]) for s in cfg.state_names]
-    step_outputs = [TensorSpec("log_probs", "float32", [-1, len(vocab)])] + [TensorSpec(f"{s}_out", "float32", [-1, cfg.hidden]) for s in cfg.state_names]
-    post = spec.to_dict()
-    post.update(
-        vocab=VOCAB_FILE,
-        reference={
-            "image": REFERENCE_IMAGE, "beam": CHECK_BEAM, "n": CHECK_N, "max_length": CHECK_MAX_LENGTH,
-            "captions": captions[0][f"beam{CHECK_BEAM}"], "greedy": captions[0]["greedy"],
-        },
-    )  # fmt: skip
-    metrics = dict(ckpt.metrics)
-    metrics["export_parity_max_abs"] = max(r.max_abs for r in rows)
-    pre.setdefault("resize", "letterbox")
+    task_reference = {
+        "image": REFERENCE_IMAGE, "beam": CHECK_BEAM, "n": CHECK_N, "max_length": CHECK_MAX_LENGTH,
+        "captions": captions[0][f"beam{CHECK_BEAM}"], "greedy": captions[0]["greedy"],
+    }  # fmt: skip
+    reference, ref_files = graph_reference(_stored_reference(cfg, torch_side), tolerance, REFERENCE_SEED, task_reference)
     manifest = Manifest(
         name=name,
         version=version,
-        task="captioning",
-        graphs={
-            "encoder": GraphSpec(ENCODER_FILE, [TensorSpec("image", "float32", [-1, 3, size, size])], [TensorSpec("memory", "float32", memory_shape)]),
-            "decoder_step": GraphSpec(DECODER_FILE, step_inputs, step_outputs),
-        },
-        preprocess=pre,
-        postprocess=post,
-        labels=list(vocab.itos),
+        task=TASK,
+        graphs=_graph_specs(cfg, spec),
+        **spec.to_manifest(),
         seed=ckpt.seed,
         config={**ckpt.config, "model": cfg.to_dict()},
-        metrics=metrics,
+        metrics={**ckpt.metrics, "export_parity_max_abs": max(r.max_abs for r in rows)},
         tools=tool_versions(),
+        reference=reference,
     )
     files = {
         ENCODER_FILE: enc_bytes,
         DECODER_FILE: step_bytes,
-        VOCAB_FILE: vocab.to_json().encode(),
+        VOCAB_FILE: spec.vocab.to_json().encode(),
         REFERENCE_IMAGE: encode_png(scene_imgs[0][0]),
+        **ref_files,
     }
     folder = write_model_version(repository, manifest, files, overwrite=overwrite)
     log(f"wrote {folder} (digest {manifest.digest[:16]}…)")
-    return CaptionExportResult(folder, manifest, rows, captions)
+    return ExportResult(folder, manifest, rows, {"captions": captions})

@@ -34,15 +34,45 @@ def _stats(samples_ms: list[float]) -> dict[str, float]:
     return summarize(samples_ms, rate="captions_per_s")
 
 
+def _time_in_process(captioner: Any, data: bytes, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Per mode: the in-process answer and its timings."""
+    from seedlock.bench import time_samples
+
+    answers: dict[str, Any] = {}
+    stats: dict[str, dict[str, Any]] = {}
+    for label, beam in MODES:
+
+        def once(beam: int = beam) -> Any:
+            return captioner.caption_bytes(data, beam=beam, max_length=args.max_length, n=1)
+
+        answers[label] = once()
+        stats[label] = _stats(time_samples(once, args.requests, args.warmup))
+    return answers, stats
+
+
+def _time_served(client: Any, data: bytes, beam: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Timings of one mode through the server, with the server's own p50 total beside them."""
+    from seedlock.bench import time_samples
+
+    timings: list[Any] = []
+
+    def once() -> None:
+        timings.append(client.caption_raw(data, beam=beam, max_length=args.max_length, n=1).timing)
+
+    stats = _stats(time_samples(once, args.requests, args.warmup))
+    stats["server_total_ms_p50"] = statistics.median(t.total_ms for t in timings[args.warmup:])
+    return stats
+
+
 def _bench_caption(args: argparse.Namespace) -> int:
     import onnxruntime as ort
 
-    from seedlock.bench import time_samples, write_report
+    from seedlock.bench import write_report
+    from seedlock.bench_segment import _Server
     from seedlock.clients.captioning import CaptioningClient
     from seedlock.core.manifest import ManifestError
-    from seedlock.bench_segment import _Server
-    from seedlock.serve.captioning import load_captioner
     from seedlock.core.sessions import SessionConfig, default_threads, resolve_providers
+    from seedlock.serve.captioning import load_captioner
 
     if args.requests < 1 or args.warmup < 0 or args.max_length < 1:
         raise UserError("--requests and --max-length must be at least 1, --warmup at least 0")
@@ -54,7 +84,7 @@ def _bench_caption(args: argparse.Namespace) -> int:
     except ManifestError as exc:
         raise UserError(str(exc)) from None
     manifest = captioner.runtime.manifest
-    ref = manifest.postprocess.get("reference", {})
+    ref = manifest.reference.get("task", {})
     image_path = captioner.runtime.folder / ref.get("image", "reference_image.png")
     if not image_path.is_file():
         raise UserError(f"{image_path} (the image stored with the export) is missing")
@@ -62,13 +92,8 @@ def _bench_caption(args: argparse.Namespace) -> int:
     print(f"model {manifest.name} v{manifest.version} ({manifest.digest[:12]}…), image {image_path.name}, "
           f"max length {args.max_length}, {threads} intra-op thread(s), {', '.join(captioner.runtime.providers)}", flush=True)
 
-    in_process: dict[str, dict[str, Any]] = {}
-    local_answers = {}
-    for label, beam in MODES:
-        local_answers[label] = captioner.caption_bytes(data, beam=beam, max_length=args.max_length, n=1)
-        in_process[label] = _stats(time_samples(lambda: captioner.caption_bytes(data, beam=beam, max_length=args.max_length, n=1),
-                                         args.requests, args.warmup))
-    del captioner
+    local_answers, in_process = _time_in_process(captioner, data, args)
+    del captioner  # free its sessions before the server loads its own
 
     served: dict[str, dict[str, Any]] = {}
     server_args = SimpleNamespace(repository=args.repository, model=args.model, providers=args.providers, model_concurrency=None)
@@ -81,11 +106,7 @@ def _bench_caption(args: argparse.Namespace) -> int:
                 if [c.tokens for c in answer.captions] != [c.tokens for c in local.captions]:
                     raise UserError(f"{label}: the served caption {answer.best.text!r} differs from the in-process "
                                     f"{local.texts[0]!r}: the seed-lock is broken")
-                timings: list[Any] = []
-                samples = time_samples(lambda: timings.append(client.caption_raw(data, beam=beam, max_length=args.max_length, n=1).timing),
-                                args.requests, args.warmup)
-                served[label] = _stats(samples)
-                served[label]["server_total_ms_p50"] = statistics.median(t.total_ms for t in timings[args.warmup:])
+                served[label] = _time_served(client, data, beam, args)
     finally:
         server.close()
 

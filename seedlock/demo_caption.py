@@ -25,9 +25,9 @@ def _scene_path(out: Path, i: int) -> Path:
 
 def train_and_export(out: Path, repository: Path, steps: int | None, log: Callable[[str], None]) -> dict:
     from seedlock.core.imaging import write_png
+    from seedlock.core.sessions import SessionConfig, default_threads, resolve_providers
     from seedlock.export.caption import export_captioner
     from seedlock.serve.captioning import load_captioner
-    from seedlock.core.sessions import SessionConfig, default_threads, resolve_providers
     from seedlock.train.caption_train import demo_config, train_captioner
     from seedlock.train.data.caption_scenes import VAL_OFFSET, make_caption_scene
 

@@ -37,10 +37,11 @@ def _read_set(folder: Path) -> list[bytes]:
 
 
 def train_and_export(out: Path, repository: Path, steps: int | None, log: Callable[[str], None]) -> dict:
+    from seedlock.core.fingerprints import FingerprintSpec
     from seedlock.core.imaging import encode_png
+    from seedlock.core.sessions import SessionConfig, default_threads, resolve_providers
     from seedlock.export.fingerprint import export_generator
     from seedlock.serve.fingerprints import load_generator
-    from seedlock.core.sessions import SessionConfig, default_threads, resolve_providers
     from seedlock.train.fingerprint_gan import demo_config, embedded_heldout, train_fingerprint_gan
 
     cfg = demo_config(out=str(out / "run"), **({"steps": steps} if steps else {}))
@@ -59,7 +60,7 @@ def train_and_export(out: Path, repository: Path, steps: int | None, log: Callab
     log(f"generated {COUNT} fingerprints in process (seed {SEED}); wrote {out / 'inprocess'}/")
 
     # Held-out procedural impressions the DCGAN never saw, the same number per quality.
-    qualities = list(result.manifest.postprocess.get("qualities") or [])
+    qualities = list(FingerprintSpec.from_manifest(result.manifest).qualities)
     per_q = -(-COUNT // max(1, len(qualities)))
     actual = np.concatenate([embedded_heldout(cfg.data_seed, q, per_q, cfg.size) for q in qualities])[:COUNT]
     _write_set(out / "actual", [encode_png(im) for im in actual])

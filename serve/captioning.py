@@ -1,9 +1,10 @@
 """The captioning task: encoded image in, captions with log-probabilities out.
 
-decode -> letterbox(size) -> normalize(mean, std) -> encoder graph -> greedy or
-beam search over the decoder-step graph (batched across the beams) -> words,
-with the numpy decoder of :mod:`seedlock.core.caption_decoding` that training's
-evaluation and the export check use too, so the same image and parameters give
+decode -> :meth:`CaptioningSpec.prepare_image` (letterbox, normalize) -> encoder
+graph -> greedy or beam search over the decoder-step graph (batched across the
+beams) -> words: the chain of :mod:`seedlock.core.captioning` and the numpy
+decoder of :mod:`seedlock.core.caption_decoding` that training's evaluation,
+the export check and ``export verify`` use too, so the same image and parameters give
 the same captions in-process, through the server and from the torch reference.
 
 Every request is decoded on its own (one image, its beams as the batch): ONNX
@@ -21,18 +22,17 @@ from typing import Callable
 import grpc
 import numpy as np
 
-from seedlock.core.caption_decoding import Caption, CaptionGraphs, check_params, prepare_image
-from seedlock.core.caption_loading import CaptionSpec, caption_spec, graphs_from_sessions
+from seedlock.core.caption_decoding import Caption, CaptionGraphs, check_params
+from seedlock.core.captioning import CaptioningSpec
 from seedlock.core.imaging import decode_image
-from seedlock.core.manifest import Manifest, ManifestError
+from seedlock.core.manifest import ManifestError
 from seedlock.core.repository import load_version
+from seedlock.core.sessions import SessionConfig
 from seedlock.protos.seedlock.v1 import captioning_pb2, captioning_pb2_grpc, common_pb2
 from seedlock.serve.errors import check_deadline, invalid, rpc
 from seedlock.serve.repository import Registry, TaskModels
-from seedlock.core.sessions import SessionConfig
 from seedlock.serve.runtime import ModelRuntime, load_runtime
 
-TASK = "captioning"
 SERVICE_NAME = captioning_pb2.DESCRIPTOR.services_by_name["Captioning"].full_name
 DEFAULT_BEAM = 3
 DEFAULT_MAX_LENGTH = 20
@@ -60,12 +60,12 @@ class CaptionModel:
 
     runtime: ModelRuntime
     graphs: CaptionGraphs
-    spec: CaptionSpec
+    spec: CaptioningSpec
 
     @classmethod
     def from_runtime(cls, runtime: ModelRuntime) -> "CaptionModel":
-        graphs, spec = graphs_from_sessions(runtime.manifest, runtime.sessions)
-        return cls(runtime, graphs, spec)
+        spec = CaptioningSpec.from_manifest(runtime.manifest)
+        return cls(runtime, spec.graphs(runtime.sessions), spec)
 
     def caption_bytes(
         self,
@@ -84,14 +84,14 @@ class CaptionModel:
         t0 = time.perf_counter()
         image = decode_image(data)
         t1 = time.perf_counter()
-        x = prepare_image(image, self.spec.preprocess)
+        x = self.spec.prepare_image(image)
         t2 = time.perf_counter()
         graphs = self.graphs
         if before_step is not None:
             graphs = CaptionGraphs(_guarded(graphs.encoder, before_step), _guarded(graphs.decoder_step, before_step), dec)
         captions = graphs.caption(x, beam=beam, max_length=max_length, n=n)[0]
         t3 = time.perf_counter()
-        texts = [self.spec.vocab.decode(c.tokens) for c in captions]
+        texts = [self.spec.text(c) for c in captions]
         t4 = time.perf_counter()
         ms = 1e3
         timing = {
@@ -116,9 +116,9 @@ def load_captioner(repository: str | Path, name: str, version: int | None = None
     """Verify and load one captioning model version as the server does
     (same session settings), for in-process use: benches, demos, checks."""
     mv = load_version(repository, name, version)
-    if mv.manifest.task != TASK:
+    if mv.manifest.task != CaptioningSpec.TASK:
         raise ManifestError(f"model {name!r} is a {mv.manifest.task!r} model, not a captioning model")
-    caption_spec(mv.manifest)  # a clear ManifestError before any session is built
+    CaptioningSpec.from_manifest(mv.manifest)  # a clear ManifestError before any session is built
     return CaptionModel.from_runtime(load_runtime(mv.manifest, mv.folder, config or SessionConfig()))
 
 
@@ -131,7 +131,7 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self.models = TaskModels(registry, TASK, "captioning", CaptionModel.from_runtime)
+        self.models = TaskModels(registry, CaptioningSpec.TASK, "captioning", CaptionModel.from_runtime)
 
     @rpc
     def Caption(self, request: captioning_pb2.CaptionRequest, context: grpc.ServicerContext) -> captioning_pb2.CaptionResponse:
@@ -163,10 +163,6 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
             beam_size=beam,
             max_length=max_length,
         )
-
-
-def validate(manifest: Manifest) -> None:
-    caption_spec(manifest)
 
 
 def add_to_server(registry: Registry, server: grpc.Server) -> None:

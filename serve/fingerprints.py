@@ -1,10 +1,11 @@
 """The fingerprint task: seed-locked fake fingerprints (Generate) and the four
 similarity measures between two sets of images (Compare).
 
-Generate: ``z = latents(seed, count, latent_dim)`` -> the ``model`` graph, the
-whole batch in one call -> ``to_uint8(select_generator(image, g))`` -> one grey
-PNG per image, with the functions of :mod:`seedlock.core.fingerprints` that
-training's sample grids and the export check use too. Each request runs on its
+Generate: ``z = spec.latents(seed, count)`` -> the ``model`` graph, the whole
+batch in one call -> ``spec.postprocess(image, g)`` -> one grey PNG per image,
+with the :class:`~seedlock.core.fingerprints.FingerprintSpec` the exporter
+wrote and ``export verify`` reads (the same functions training's sample grids
+use). Each request runs on its
 own batch (never merged with another request's): ONNX Runtime's last bits can
 depend on the batch, so merging would make an answer depend on the server's load.
 
@@ -25,27 +26,18 @@ from typing import Any, Callable, Sequence
 import grpc
 import numpy as np
 
-from seedlock.core.fingerprints import (
-    ALL,
-    DEFAULT_MAX_COUNT,
-    generator_index,
-    latents,
-    select_generator,
-    to_gray,
-    to_uint8,
-)
+from seedlock.core.fingerprints import FingerprintSpec, to_gray
 from seedlock.core.imaging import ImageError, decode_image, encode_png
-from seedlock.core.manifest import Manifest, ManifestError
+from seedlock.core.manifest import ManifestError
 from seedlock.core.repository import load_version
+from seedlock.core.sessions import SessionConfig
 from seedlock.core.similarity import BINARIZE_THRESHOLD, compare_sets
 from seedlock.protos.seedlock.v1 import common_pb2, fingerprints_pb2, fingerprints_pb2_grpc
 from seedlock.serve.admission import Admission
 from seedlock.serve.errors import check_deadline, invalid, rpc
 from seedlock.serve.repository import Registry, TaskModels
-from seedlock.core.sessions import SessionConfig
 from seedlock.serve.runtime import ModelRuntime, load_runtime
 
-TASK = "fingerprint-generation"  # seedlock.export.fingerprint.TASK (not imported: it pulls in torch)
 SERVICE_NAME = fingerprints_pb2.DESCRIPTOR.services_by_name["Fingerprints"].full_name
 
 # Compare limits. 1024 per set covers the thesis's 1000-image sets; the work
@@ -56,70 +48,6 @@ MAX_COMPARE_WORK = 1 << 32
 MAX_COMPARE_PIXELS = 1 << 27  # grey pixels held for both sets together (128 MiB)
 MAX_SEED = (1 << 64) - 1
 _FRESH_SEED_BITS = 63  # fits a signed int64 too, for callers that store it as one
-
-
-@dataclass(frozen=True)
-class GeneratorSpec:
-    """What the service needs from a fingerprint-generation manifest, checked once at load."""
-
-    latent_dim: int
-    image_size: int
-    generators: tuple[str, ...]
-    max_count: int
-    input_name: str
-    output_name: str
-
-    @property
-    def per_quality(self) -> bool:
-        return list(self.generators) != [ALL]
-
-    @classmethod
-    def from_manifest(cls, m: Manifest) -> "GeneratorSpec":
-        where = f"fingerprint model {m.name!r} v{m.version}"
-        graph = m.graphs.get("model")
-        if graph is None or len(graph.inputs) != 1 or len(graph.outputs) != 1:
-            raise ManifestError(f"{where}: needs a 'model' graph with one latent input and one image output")
-        inp, out = graph.inputs[0], graph.outputs[0]
-        pre, post = m.preprocess, m.postprocess
-        try:
-            zdim = int(pre["latent_dim"])
-            size = int(post["image_size"])
-            max_count = int(pre.get("max_count", DEFAULT_MAX_COUNT))
-            generators = tuple(str(g) for g in (post.get("generators") or [ALL]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ManifestError(f"{where}: preprocess needs latent_dim and postprocess image_size ({exc!r})") from None
-        if zdim < 1 or size < 1 or max_count < 1:
-            raise ManifestError(f"{where}: latent_dim, image_size and max_count must be positive, got {zdim}, {size}, {max_count}")
-        if pre.get("latent_distribution", "normal") != "normal":
-            raise ManifestError(f"{where}: latent_distribution {pre.get('latent_distribution')!r} is not supported (normal only)")
-        if int(post.get("generator_axis", 1)) != 1:
-            raise ManifestError(f"{where}: generator_axis must be 1")
-        if list(post.get("range", [-1.0, 1.0])) != [-1.0, 1.0]:
-            raise ManifestError(f"{where}: output range {post.get('range')} is not supported ([-1, 1] only)")
-        if len(set(generators)) != len(generators) or (ALL in generators and len(generators) > 1):
-            raise ManifestError(f"{where}: bad generator names {list(generators)}")
-        if inp.dtype != "float32" or list(inp.shape) != [-1, zdim]:
-            raise ManifestError(f"{where}: input {inp.name!r} must be float32 (-1, {zdim}), is {inp.dtype} {inp.shape}")
-        want = [len(generators), size, size]
-        if out.dtype != "float32" or len(out.shape) != 4 or [d if d != -1 else w for d, w in zip(out.shape[1:], want)] != want:
-            raise ManifestError(f"{where}: output {out.name!r} must be float32 (N, {', '.join(map(str, want))}), is {out.dtype} {out.shape}")
-        return cls(zdim, size, generators, max_count, inp.name, out.name)
-
-    def quality_index(self, quality: str) -> tuple[int, str]:
-        """The generator slice for ``quality`` and the quality to report.
-        Raises ``ValueError`` with a message for the caller."""
-        if not self.per_quality:
-            if quality and quality != ALL:
-                raise ValueError(
-                    f"this model is one DCGAN trained on all qualities together and cannot generate {quality!r} alone; "
-                    "leave quality empty (or use a per-quality model, trained with --mode each)"
-                )
-            return 0, ALL
-        return generator_index({"generators": list(self.generators)}, quality), quality
-
-    def check_count(self, count: int) -> None:
-        if not 1 <= count <= self.max_count:
-            raise ValueError(f"count must be 1 to {self.max_count} images per request for this model, got {count}")
 
 
 @dataclass
@@ -136,11 +64,11 @@ class FingerprintModel:
     """A loaded fingerprint-generation model version: its runtime and spec."""
 
     runtime: ModelRuntime
-    spec: GeneratorSpec
+    spec: FingerprintSpec
 
     @classmethod
     def from_runtime(cls, runtime: ModelRuntime) -> "FingerprintModel":
-        return cls(runtime, GeneratorSpec.from_manifest(runtime.manifest))
+        return cls(runtime, FingerprintSpec.from_manifest(runtime.manifest))
 
     def generate(
         self,
@@ -158,16 +86,18 @@ class FingerprintModel:
             raise ValueError(f"seed must be 0 to 2**64 - 1, got {seed}")
         index, used = spec.quality_index(quality)
         t0 = time.perf_counter()
-        z = latents(seed, count, spec.latent_dim)
+        z = spec.latents(seed, count)
         t1 = time.perf_counter()
         if before_infer is not None:
             before_infer()
         (out,) = self.runtime.run({spec.input_name: z}, [spec.output_name])
         t2 = time.perf_counter()
-        want = (count, len(spec.generators), spec.image_size, spec.image_size)
-        if out.shape != want:
-            raise RuntimeError(f"model returned images of shape {out.shape}; expected {want}")
-        images = to_uint8(select_generator(out, index))
+        if len(out) != count:  # a broken graph is the server's fault (INTERNAL), not the caller's
+            raise RuntimeError(f"model returned {len(out)} images for a request of {count}")
+        try:
+            images = spec.postprocess(out, index)
+        except ValueError as exc:
+            raise RuntimeError(str(exc)) from None
         pngs = [encode_png(im) for im in images]
         t3 = time.perf_counter()
         ms = 1e3
@@ -185,9 +115,9 @@ def load_generator(repository: str | Path, name: str, version: int | None = None
     """Verify and load one fingerprint model version as the server does (same
     session settings), for in-process use: tests, demos, checks."""
     mv = load_version(repository, name, version)
-    if mv.manifest.task != TASK:
-        raise ManifestError(f"model {name!r} is a {mv.manifest.task!r} model, not a fingerprint-generation model")
-    GeneratorSpec.from_manifest(mv.manifest)  # a clear ManifestError before any session is built
+    if mv.manifest.task != FingerprintSpec.TASK:
+        raise ManifestError(f"model {name!r} is a {mv.manifest.task!r} model, not a {FingerprintSpec.TASK} model")
+    FingerprintSpec.from_manifest(mv.manifest)  # a clear ManifestError before any session is built
     return FingerprintModel.from_runtime(load_runtime(mv.manifest, mv.folder, config or SessionConfig()))
 
 
@@ -282,7 +212,7 @@ class FingerprintsServicer(fingerprints_pb2_grpc.FingerprintsServicer):
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self.models = TaskModels(registry, TASK, "fingerprint", FingerprintModel.from_runtime)
+        self.models = TaskModels(registry, FingerprintSpec.TASK, "fingerprint", FingerprintModel.from_runtime)
         # Compare belongs to no model, so it gets bounds of its own, sized like one model's.
         self.compare_admission = Admission("Compare", registry.max_inflight, registry.concurrency)
 
@@ -338,10 +268,6 @@ class FingerprintsServicer(fingerprints_pb2_grpc.FingerprintsServicer):
         ms = 1e3
         timing.update(preprocess_ms=0.0, infer_ms=(t2 - t1) * ms, postprocess_ms=0.0, total_ms=(t2 - t0) * ms)
         return compare_response(result, threshold, timing, request.request_id)
-
-
-def validate(manifest: Manifest) -> None:
-    GeneratorSpec.from_manifest(manifest)
 
 
 def add_to_server(registry: Registry, server: grpc.Server) -> None:

@@ -11,8 +11,18 @@ import torch
 from seedlock.core.errors import UserError
 from seedlock.core.vocab import Vocabulary
 from seedlock.train.captioner import (
-    CELLS, DIRECTIONS, ENCODERS, INITS, Captioner, CaptionerConfig, init_tensor, load_encoder_weights, load_glove,
-    step_io_names, step_module, torch_graphs,
+    CELLS,
+    DIRECTIONS,
+    ENCODERS,
+    INITS,
+    Captioner,
+    CaptionerConfig,
+    init_tensor,
+    load_encoder_weights,
+    load_glove,
+    step_io_names,
+    step_module,
+    torch_graphs,
 )  # fmt: skip
 
 torch.set_num_threads(1)

@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 
 from seedlock.core.errors import UserError
 from seedlock.core.fingerprints import generator_index, latents, select_generator, to_uint8
 from seedlock.core.imaging import read_image
-from conftest import run_cli
 
 TINY = dict(
     latent_dim=16, g_width=4, d_width=4, batch_size=4, n_per_quality=6, steps=3,
@@ -73,10 +73,12 @@ def run_each(tmp_path_factory):
 def test_training_writes_every_artifact(run_all):
     for name in ARTIFACTS:
         assert (run_all / name).is_file(), name
+    # the one seedlock checkpoint format: the generator bank is the model, the discriminators ride in extra
     data = torch.load(run_all / "checkpoint.pt", weights_only=True)
-    assert data["format"] == "seedlock-checkpoint/1" and data["task"] == "fingerprint-gan"
-    assert data["qualities"] == ["Q1", "Q2", "Q3", "Q5"] and data["generators"] == ["all"] and data["seed"] == 11
-    assert data["generator"] and data["discriminator"] and data["model_config"]["latent_dim"] == 16
+    assert data["format"] == "seedlock-checkpoint/1" and data["task"] == "fingerprint-generation"
+    assert data["preprocess"]["qualities"] == ["Q1", "Q2", "Q3", "Q5"] and data["preprocess"]["mode"] == "all"
+    assert data["labels"] == ["all"] and data["seed"] == 11
+    assert data["state_dict"] and data["extra"]["discriminator"] and data["model_config"]["latent_dim"] == 16
     metrics = json.loads((run_all / "metrics.json").read_text())
     assert [h["step"] for h in metrics["history"]["all"]] == [1, 2, 3]
     sim = metrics["similarity"]["real_vs_generated"]
@@ -100,12 +102,13 @@ def test_same_seed_same_weights(run_all, tmp_path):
     again = train(tmp_path / "again", seed=11)
     a = torch.load(run_all / "checkpoint.pt", weights_only=True)
     b = torch.load(again / "checkpoint.pt", weights_only=True)
-    for part in ("generator", "discriminator"):
-        assert a[part].keys() == b[part].keys()
-        for k in a[part]:
-            assert torch.equal(a[part][k], b[part][k]), f"{part}.{k}"
+    for name, part in (("generator", lambda d: d["state_dict"]), ("discriminator", lambda d: d["extra"]["discriminator"])):
+        assert part(a).keys() == part(b).keys()
+        for k in part(a):
+            assert torch.equal(part(a)[k], part(b)[k]), f"{name}.{k}"
     other = torch.load(train(tmp_path / "other", seed=12) / "checkpoint.pt", weights_only=True)
-    assert any(not torch.equal(a["generator"][k], other["generator"][k]) for k in a["generator"] if a["generator"][k].is_floating_point())
+    gen_a, gen_other = a["state_dict"], other["state_dict"]
+    assert any(not torch.equal(gen_a[k], gen_other[k]) for k in gen_a if gen_a[k].is_floating_point())
 
 
 def test_per_quality_checkpoint(run_each):
@@ -120,7 +123,19 @@ def test_per_quality_checkpoint(run_each):
     assert "exp" not in metrics["history"]["Q1"][0]  # history keeps the totals; terms are per step
 
 
-def test_checkpoint_errors(tmp_path):
+def test_checkpoint_loads_through_the_one_loader(run_each):
+    """train.checkpoint.load_checkpoint rebuilds the generator bank with the task's build_model."""
+    from seedlock.train.checkpoint import load_checkpoint
+    from seedlock.train.dcgan import GeneratorBank
+
+    ckpt = load_checkpoint(run_each)
+    assert ckpt.task == "fingerprint-generation" and ckpt.labels == ["Q1", "Q3", "Q5"]
+    assert isinstance(ckpt.model, GeneratorBank) and ckpt.model.names == ["Q1", "Q3", "Q5"] and not ckpt.model.training
+    assert ckpt.preprocess == {"mode": "each", "qualities": ["Q1", "Q3", "Q5"]}
+    assert ckpt.extra["discriminator"] and ckpt.model_config["latent_dim"] == 16
+
+
+def test_checkpoint_errors(tmp_path, tiny_checkpoint):
     from seedlock.train.fingerprint_gan import load_generator_checkpoint
 
     with pytest.raises(UserError, match="not found"):
@@ -129,10 +144,13 @@ def test_checkpoint_errors(tmp_path):
     bad.write_bytes(b"\x00garbage")
     with pytest.raises(UserError, match="not a readable checkpoint"):
         load_generator_checkpoint(bad)
-    other = tmp_path / "seg.pt"
-    torch.save({"format": "seedlock-checkpoint/1", "task": "segmentation", "model_config": {}, "state_dict": {}}, other)
-    with pytest.raises(UserError, match="not a fingerprint GAN"):
-        load_generator_checkpoint(other)
+    # a real segmentation checkpoint: it loads, and is named for what it holds
+    with pytest.raises(UserError, match="holds a 'segmentation' model, not a fingerprint GAN"):
+        load_generator_checkpoint(tiny_checkpoint)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(UserError, match="is not a seedlock checkpoint"):
+        load_generator_checkpoint(foreign)
 
 
 def test_train_cli_errors(tmp_path):
@@ -150,17 +168,23 @@ def test_train_cli_errors(tmp_path):
         parse(register_train, ["fingerprint-gan", "--size", "96"])
 
 
-def test_export_matches_torch_on_serving_latents(run_each, tmp_path):
+@pytest.fixture(scope="module")
+def exported(run_each, tmp_path_factory):
+    """run_each exported as ``fp`` with `seedlock export fingerprint-gan`, run as a user would."""
+    repo = tmp_path_factory.mktemp("exported") / "repo"
+    proc = run_cli("export", "fingerprint-gan", str(run_each), "--repository", str(repo), "--name", "fp", "--max-count", "16",
+                   env={"OMP_NUM_THREADS": "1"}, check=True)  # fmt: skip
+    return repo, proc
+
+
+def test_export_matches_torch_on_serving_latents(exported, run_each):
     import onnxruntime as ort
 
     from seedlock.core.repository import load_version
     from seedlock.export.verify import verify_model
     from seedlock.train.fingerprint_gan import load_generator_checkpoint
 
-    repo = tmp_path / "repo"
-    # `seedlock export fingerprint-gan` is wired in export/cli.py: run it as a user would
-    proc = run_cli("export", "fingerprint-gan", str(run_each), "--repository", str(repo), "--name", "fp", "--max-count", "16",
-                   env={"OMP_NUM_THREADS": "1"}, check=True)  # fmt: skip
+    repo, proc = exported
     assert "PASS" in proc.stdout and "FAIL" not in proc.stdout
     mv = load_version(repo, "fp")
     m = mv.manifest
@@ -171,6 +195,13 @@ def test_export_matches_torch_on_serving_latents(run_each, tmp_path):
     assert m.postprocess["generators"] == ["Q1", "Q3", "Q5"] and m.postprocess["per_quality"]
     assert m.metrics["export_parity_max_abs"] <= 1e-4
     assert (repo / "fp" / "config.pbtxt").is_file()
+    # the parity reference lives in the manifest's reference section, not in preprocess/postprocess
+    assert "reference" not in m.preprocess and "reference" not in m.postprocess
+    graph_ref = m.reference["graphs"]["model"]
+    assert graph_ref == {"inputs": {"latent": "reference.model.latent.npy"}, "outputs": {"image": "reference.model.image.npy"}}
+    assert sorted(m.files) == ["model.onnx", "reference.model.image.npy", "reference.model.latent.npy"]
+    np.testing.assert_array_equal(np.load(mv.folder / graph_ref["inputs"]["latent"]), latents(20201, 4, 16))
+    assert m.reference["task"] == {"latents": {"seed": 20201, "count": 4, "file": "reference.model.latent.npy"}}
 
     session = ort.InferenceSession(mv.path().read_bytes(), providers=["CPUExecutionProvider"])
     model = load_generator_checkpoint(run_each).generator
@@ -186,16 +217,87 @@ def test_export_matches_torch_on_serving_latents(run_each, tmp_path):
     verify_model(repo / "fp", log=lambda _: None)
 
 
-def test_export_cli_errors_are_one_line(tmp_path):
-    from seedlock.export.fingerprint_cli import register_export
+def test_exported_manifest_is_the_spec_round_trip(exported):
+    from seedlock.core.fingerprints import FingerprintSpec
+    from seedlock.core.repository import load_version
 
-    args = parse(register_export, ["fingerprint-gan", str(tmp_path / "missing.pt"), "--repository", str(tmp_path / "r")])
+    m = load_version(exported[0], "fp").manifest
+    spec = FingerprintSpec.from_manifest(m)
+    assert (spec.latent_dim, spec.image_size, spec.generators, spec.qualities, spec.max_count) == (16, 64, ("Q1", "Q3", "Q5"), ("Q1", "Q3", "Q5"), 16)
+    assert spec.to_manifest() == {"preprocess": m.preprocess, "postprocess": m.postprocess, "labels": m.labels}
+
+
+def test_reexport_is_byte_identical(exported, run_each, tmp_path):
+    """The CLI export above and an in-process export of the same checkpoint: every file, byte for byte."""
+    from seedlock.export.fingerprint import export_generator
+
+    first = exported[0]
+    result = export_generator(run_each, tmp_path / "again", name="fp", max_count=16, log=lambda _: None)
+    assert result.folder == tmp_path / "again" / "fp" / "1" and result.details["uint8_mismatch_pixels"] >= 0
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "again") for p in (tmp_path / "again").rglob("*") if p.is_file())
+    assert len(files) == 5  # config.pbtxt, manifest.json, model.onnx and the two reference arrays
+    for rel in files:
+        assert (first / rel).read_bytes() == (tmp_path / "again" / rel).read_bytes(), rel
+
+
+def test_export_verify_cli(exported, run_each):
+    repo = exported[0]
+    proc = run_cli("export", "verify", str(repo / "fp"), env={"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert "verify: PASS" in proc.stdout and "FAIL" not in proc.stdout
+    assert "model/image stored reference" in proc.stdout and "latents(seed 20201, count 4)" in proc.stdout
+    proc = run_cli("export", "verify", str(repo / "fp"), "--checkpoint", str(run_each), env={"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert "verify: PASS" in proc.stdout and "model/image torch vs onnxruntime" in proc.stdout and "FAIL" not in proc.stdout
+
+
+def test_verify_checks_the_latent_rule(exported):
+    """The task-level reference: stored latents == what latents() draws for their seed, exactly."""
+    from seedlock.core.fingerprints import FingerprintSpec
+    from seedlock.core.repository import load_version
+
+    mv = load_version(exported[0], "fp")
+    spec = FingerprintSpec.from_manifest(mv.manifest)
+    task = mv.manifest.reference["task"]
+    [(case, expected, actual)] = spec.check_reference({}, mv.folder, task)
+    assert case == "latents(seed 20201, count 4)" and expected.dtype == np.float32
+    np.testing.assert_array_equal(expected, actual)
+    # a drifted rule (here: the stored batch no longer matches its recorded seed) shows up as a difference
+    [(_, expected, actual)] = spec.check_reference({}, mv.folder, {"latents": {**task["latents"], "seed": 1}})
+    assert np.abs(expected - actual).max() > 0.1
+
+
+def export_parse(argv):
+    from seedlock.export.cli import register
+
+    return parse(register, ["export", *argv])
+
+
+def test_export_cli_errors_are_one_line(tmp_path, tiny_checkpoint):
+    args = export_parse(["fingerprint-gan", str(tmp_path / "missing.pt"), "--repository", str(tmp_path / "r")])
     with pytest.raises(UserError, match="does not exist"):
         args.func(args)
     (tmp_path / "bad.pt").write_bytes(b"junk")
     proc = run_cli("export", "fingerprint-gan", str(tmp_path / "bad.pt"), "--repository", str(tmp_path / "r"))
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "not a readable checkpoint" in proc.stderr
+    assert not (tmp_path / "r").exists()
+    # a torch file that is no seedlock checkpoint: one line, and nothing written
+    torch.save({"generator": {"w": torch.zeros(2)}}, tmp_path / "foreign.pt")
+    proc = run_cli("export", "fingerprint-gan", str(tmp_path / "foreign.pt"), "--repository", str(tmp_path / "r"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "is not a seedlock checkpoint" in proc.stderr
+    assert not (tmp_path / "r").exists()
+    # another task's checkpoint says what it holds and which export takes it
+    args = export_parse(["fingerprint-gan", str(tiny_checkpoint), "--repository", str(tmp_path / "r")])
+    with pytest.raises(UserError, match="holds a 'segmentation' model, not a 'fingerprint-generation' one; export it with `seedlock export segment`"):
+        args.func(args)
+    assert not (tmp_path / "r").exists()
+    # the task's option is refused on another task's checkpoint
+    args = export_parse(["onnx", str(tiny_checkpoint), "--repository", str(tmp_path / "r"), "--max-count", "8"])
+    with pytest.raises(UserError, match="--max-count do\\(es\\) not apply to a segmentation model"):
+        args.func(args)
     assert not (tmp_path / "r").exists()
 
 
@@ -254,7 +356,7 @@ def test_table18_with_every_setting(tmp_path, run_all):
 
 
 def test_bench_similarity_writes_json(tmp_path):
-    from seedlock.train.similarity_cli import register_bench
+    from seedlock.bench_fingerprint import register_bench
 
     path = tmp_path / "bench.json"
     args = parse(register_bench, ["similarity", "--n", "20", "--size", "16", "--runs", "2", "--json", str(path)])

@@ -5,6 +5,7 @@ concurrently, INVALID_ARGUMENT / NOT_FOUND for bad requests, and the CLI."""
 from __future__ import annotations
 
 import json
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -15,12 +16,11 @@ from serving_fixtures import make_segmenter_repository, sample_png
 
 from seedlock.clients.captioning import CaptioningClient
 from seedlock.clients.errors import InvalidArgument, NotFound
-from seedlock.core.caption_decoding import prepare_image
-from seedlock.core.caption_loading import caption_spec
+from seedlock.core.captioning import CaptioningSpec
 from seedlock.core.imaging import decode_image, encode_png
 from seedlock.core.manifest import Manifest, ManifestError
-from seedlock.serve.captioning import load_captioner
 from seedlock.core.sessions import SessionConfig
+from seedlock.serve.captioning import load_captioner
 from seedlock.serve.server import start_server
 
 torch.set_num_threads(1)
@@ -79,11 +79,11 @@ def test_served_equals_in_process_equals_torch(trained, client, in_process, beam
 
     run_dir, repo = trained
     reference = torch_graphs(load_checkpoint(run_dir).model.eval())
-    pre = in_process.spec.preprocess
+    spec = in_process.spec
     for label, data in images(repo).items():
         served = client.caption(data, beam=beam, max_length=MAX_LENGTH, n=n)
         local = in_process.caption_bytes(data, beam=beam, max_length=MAX_LENGTH, n=n)
-        want = reference.caption(prepare_image(decode_image(data), pre), beam=beam, max_length=MAX_LENGTH, n=n)[0]
+        want = reference.caption(spec.prepare_image(decode_image(data)), beam=beam, max_length=MAX_LENGTH, n=n)[0]
         assert len(served.captions) == n, label
         assert [c.tokens for c in served.captions] == [c.tokens for c in local.captions] == [c.tokens for c in want], label
         assert [c.text for c in served.captions] == local.texts, label
@@ -97,7 +97,7 @@ def test_served_equals_in_process_equals_torch(trained, client, in_process, beam
 
 def test_matches_the_captions_recorded_at_export(trained, client):
     repo = trained[1]
-    ref = Manifest.load(repo / NAME / "1").postprocess["reference"]
+    ref = Manifest.load(repo / NAME / "1").reference["task"]
     data = (repo / NAME / "1" / ref["image"]).read_bytes()
     served = client.caption(data, beam=ref["beam"], max_length=ref["max_length"], n=ref["n"])
     assert [c.text for c in served.captions] == [c["caption"] for c in ref["captions"]]
@@ -179,17 +179,54 @@ def test_unknown_model_and_version_are_not_found(client):
         client.caption(GOOD, model=NAME, version=7)
 
 
+def _edited(manifest: Manifest, edit) -> Manifest:
+    copy = Manifest.from_dict(json.loads(manifest.to_json()))
+    edit(copy)
+    return copy
+
+
 def test_manifest_checks_refuse_unusable_models(trained):
     manifest = Manifest.load(trained[1] / NAME / "1")
-    caption_spec(manifest)
+    spec = CaptioningSpec.from_manifest(manifest)
+    assert spec.to_manifest() == {"preprocess": manifest.preprocess, "postprocess": manifest.postprocess, "labels": manifest.labels}
     broken = Manifest.from_dict(json.loads(manifest.to_json()))
     broken.postprocess["decoder_mode"] = "sideways"
     with pytest.raises(ManifestError, match="bad decoder settings"):
-        caption_spec(broken)
+        CaptioningSpec.from_manifest(broken)
     broken = Manifest.from_dict(json.loads(manifest.to_json()))
     broken.labels = ["a", "b"]
     with pytest.raises(ManifestError, match="vocabulary"):
-        caption_spec(broken)
+        CaptioningSpec.from_manifest(broken)
+
+
+@pytest.mark.parametrize(
+    "label,edit,message",
+    [
+        ("no decoder step", lambda m: m.graphs.pop("decoder_step"), "needs graphs 'encoder' and 'decoder_step'"),
+        ("state input missing", lambda m: m.graphs["decoder_step"].inputs.pop(), "a recurrent decoder step needs inputs"),
+        ("zero std", lambda m: m.preprocess.update(std=[0.2, 0.0, 0.2]), "bad preprocess"),
+        ("no size", lambda m: m.preprocess.pop("size"), "preprocess needs size, mean and std"),
+        ("size not the graph's", lambda m: m.preprocess.update(size=48), r"encoder input is \[-1, 3, 32, 32\] but preprocess size is 48"),
+        ("another resize", lambda m: m.preprocess.update(resize="stretch"), "letterbox only"),
+        ("beam limit 0", lambda m: m.postprocess.update(max_beam=0), "max_beam and max_length must be at least 1"),
+        ("log_probs width", lambda m: m.labels.append("zebra-extra"), "log_probs has .* words but the vocabulary has"),
+    ],
+)
+def test_spec_validation_errors_name_the_model_and_the_fault(trained, label, edit, message):
+    broken = _edited(Manifest.load(trained[1] / NAME / "1"), edit)
+    with pytest.raises(ManifestError, match=message) as info:
+        CaptioningSpec.from_manifest(broken)
+    assert str(info.value).startswith(f"captioning model {NAME!r} v1: "), label
+
+
+def test_load_captioner_refuses_other_tasks_and_broken_models(trained, tmp_path):
+    with pytest.raises(ManifestError, match="'segmenter' is a 'segmentation' model, not a captioning model"):
+        load_captioner(trained[1], "segmenter")
+    shutil.copytree(trained[1] / NAME, tmp_path / NAME)
+    broken = _edited(Manifest.load(tmp_path / NAME / "1"), lambda m: m.postprocess.update(decoder_mode="sideways"))
+    broken.save(tmp_path / NAME / "1")
+    with pytest.raises(ManifestError, match="bad decoder settings"):
+        load_captioner(tmp_path, NAME)
 
 
 def test_cli_caption(server, trained, tmp_path):

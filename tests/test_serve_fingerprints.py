@@ -18,12 +18,12 @@ from serving_fixtures import make_segmenter_repository
 
 from seedlock.clients.errors import InvalidArgument, NotFound
 from seedlock.clients.fingerprints import FingerprintsClient
-from seedlock.core.fingerprints import latents, select_generator, to_uint8
+from seedlock.core.fingerprints import FingerprintSpec, latents, select_generator, to_uint8
 from seedlock.core.imaging import decode_image, encode_png
 from seedlock.core.manifest import ManifestError
 from seedlock.core.repository import load_version
 from seedlock.core.similarity import compare_sets
-from seedlock.serve.fingerprints import MAX_SET_IMAGES, GeneratorSpec
+from seedlock.serve.fingerprints import MAX_SET_IMAGES
 from seedlock.serve.server import start_server
 
 ALL_MODEL, Q_MODEL = "fingerprint-gan", "fingerprint-q"
@@ -211,13 +211,30 @@ def test_unknown_model_or_version_is_not_found(client):
 
 def test_unusable_manifest_is_refused_at_load(repo):
     manifest = load_version(repo, Q_MODEL).manifest
-    GeneratorSpec.from_manifest(manifest)
+    FingerprintSpec.from_manifest(manifest)
     bad = replace(manifest, preprocess={**manifest.preprocess, "latent_dim": 99})
     with pytest.raises(ManifestError, match="must be float32 \\(-1, 99\\)"):
-        GeneratorSpec.from_manifest(bad)
-    fewer = replace(manifest, postprocess={**manifest.postprocess, "generators": ["Q1"]})
+        FingerprintSpec.from_manifest(bad)
+    fewer = replace(manifest, postprocess={**manifest.postprocess, "generators": ["Q1"]}, labels=["Q1"])
     with pytest.raises(ManifestError, match="output 'image' must be"):
-        GeneratorSpec.from_manifest(fewer)
+        FingerprintSpec.from_manifest(fewer)
+
+
+def test_server_refuses_a_model_its_spec_rejects(repo, tmp_path):
+    """The server checks every fingerprint model against FingerprintSpec at start-up (through the task table)."""
+    import shutil
+
+    from seedlock.core.sessions import SessionConfig
+    from seedlock.serve.repository import load_repository
+
+    shutil.copytree(repo / ALL_MODEL, tmp_path / ALL_MODEL)
+    path = tmp_path / ALL_MODEL / "1" / "manifest.json"
+    data = json.loads(path.read_text())
+    data["preprocess"]["latent_stream"] = 5
+    path.write_text(json.dumps(data))
+    registry = load_repository(tmp_path, SessionConfig(intra_op_threads=1))
+    assert ALL_MODEL not in registry.runtimes
+    assert "latent_stream 5 is not supported" in registry.refused[ALL_MODEL][1]
 
 
 # --------------------------------------------------------------------------- CLI

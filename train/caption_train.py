@@ -41,8 +41,16 @@ from seedlock.core.imaging import normalize
 from seedlock.core.rng import SeedStream
 from seedlock.core.vocab import PAD_ID, Vocabulary, tokenize
 from seedlock.train.captioner import (
-    CELLS, DIRECTIONS, EMBEDDINGS, ENCODERS, INITS, Captioner, CaptionerConfig, load_encoder_weights,
-    load_glove, torch_graphs,
+    CELLS,
+    DIRECTIONS,
+    EMBEDDINGS,
+    ENCODERS,
+    INITS,
+    Captioner,
+    CaptionerConfig,
+    load_encoder_weights,
+    load_glove,
+    torch_graphs,
 )  # fmt: skip
 from seedlock.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from seedlock.train.config import ConfigFile, is_int, need

@@ -1,8 +1,11 @@
-"""``seedlock train fingerprint-gan``: the fake-fingerprint DCGAN (thesis 3.6).
+"""``seedlock train fingerprint-gan``: the fake-fingerprint DCGAN (thesis 3.6),
+and the builder ``load_checkpoint`` uses to rebuild a fingerprint checkpoint's
+model (its generator bank).
 
 Wired by ``seedlock.train.cli`` through :func:`register_train`. Option values
 come from, in increasing priority: the FingerprintGANConfig defaults (the
-calibrated demo), ``--config FILE.yaml``, then the flags given.
+calibrated demo), ``--config FILE.yaml``, then the flags given
+(:func:`seedlock.train.config.config_from_args`).
 """
 
 from __future__ import annotations
@@ -12,14 +15,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from seedlock.core.errors import UserError
 from seedlock.core.argtypes import non_negative_int, positive_int
+from seedlock.core.errors import UserError
 
 # Names repeated here (not imported) so building the parser never imports torch.
 QUALITIES = ("Q1", "Q2", "Q3", "Q5")
 G_ACTIVATIONS = ("relu", "elu", "bi-relu", "bi-elu")
 D_ACTIVATIONS = ("leaky-relu", "relu", "elu", "bi-relu", "bi-elu")
-_NOT_CONFIG = {"command", "train_command", "func", "config", "verbose"}
+
+
+def build_model(model_config: dict[str, Any], labels: list[str]) -> Any:
+    """The checkpoint's model: one generator per label (``["all"]`` or the qualities)."""
+    from seedlock.train.dcgan import DCGANConfig, GeneratorBank
+
+    return GeneratorBank(DCGANConfig.from_dict(model_config), list(labels))
 
 
 def _number(low: float, high: float | None, low_open: bool = False):
@@ -95,22 +104,13 @@ def register_train(train_subparsers: Any) -> None:
     p.set_defaults(func=train_fingerprint_gan_command)
 
 
-def config_from_args(args: argparse.Namespace) -> Any:
-    """FingerprintGANConfig from defaults < --config file < flags."""
-    from seedlock.train.fingerprint_gan import FingerprintGANConfig
-
-    base = FingerprintGANConfig.from_file(args.config).to_dict() if getattr(args, "config", None) else {}
-    flags = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG}
-    cfg = FingerprintGANConfig.from_dict({**base, **flags})
-    cfg.validate()
-    return cfg
-
-
 def train_fingerprint_gan_command(args: argparse.Namespace) -> int:
     """Handler of ``seedlock train fingerprint-gan``."""
-    from seedlock.train.fingerprint_gan import train_fingerprint_gan
+    from seedlock.train.config import config_from_args
+    from seedlock.train.fingerprint_gan import FingerprintGANConfig, train_fingerprint_gan
 
-    cfg = config_from_args(args)
+    cfg = config_from_args(FingerprintGANConfig, args)
+    cfg.validate()  # before the folder check: a bad option is named first
     if cfg.data != "embedded" and not Path(cfg.data).is_dir():
         raise UserError(f"--data {cfg.data}: no such folder (use 'embedded' or a folder with quality subfolders)")
     run_dir = train_fingerprint_gan(cfg)

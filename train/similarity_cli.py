@@ -17,17 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import statistics
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from seedlock.core.errors import UserError
 from seedlock.core.argtypes import positive_int
+from seedlock.core.errors import UserError
 
 QUALITIES = ("Q1", "Q2", "Q3", "Q5")
 
@@ -122,7 +118,6 @@ def similarity_command(args: argparse.Namespace) -> int:
     if len(args.sets) != 2:
         raise UserError("give two sets to compare (SET_A SET_B), or --table18 for the thesis experiment")
     from seedlock.core.similarity import format_table
-
     from seedlock.train.similarity_report import compare_report
 
     spec_a, spec_b = args.sets
