@@ -17,6 +17,7 @@ from seedlock.core.dtypes import TYPED_FIELD, V2_TO_NUMPY, numpy_to_v2
 from seedlock.protos.inference import grpc_service_pb2 as pb
 from seedlock.protos.inference import grpc_service_pb2_grpc as pb_grpc
 
+
 def v2_datatype(dtype: np.dtype) -> str:
     name = numpy_to_v2(dtype)
     if name is None:

@@ -205,10 +205,7 @@ def export_captioner(
     scene_imgs = [make_caption_scene(data_seed, VAL_OFFSET + i, spec.size) for i in range(CHECK_SCENES)]
     scenes = np.concatenate([spec.prepare_image(img) for img, _ in scene_imgs])
     rows = _parity_rows(cfg, torch_side, {ENCODER: ort_side.encoder, DECODER_STEP: ort_side.decoder_step}, scenes[:2], tolerance)
-    log(parity.format_table(rows))
-    failed = [r for r in rows if not r.ok]
-    if failed:
-        raise ExportError(f"ONNX Runtime differs from torch by {max(r.max_abs for r in failed):.3e} > {tolerance:.0e}; nothing was written")
+    parity.require(rows, log)
 
     captions = _end_to_end(spec, CaptionGraphs(torch_side[ENCODER], torch_side[DECODER_STEP], spec.decoder), ort_side, scenes, tolerance)
     log(f"end to end: greedy and beam {CHECK_BEAM} captions identical via torch and ONNX Runtime on {len(scenes)} held-out scenes")

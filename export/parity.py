@@ -61,3 +61,17 @@ def format_table(rows: list[ParityRow], reference: str = "torch", candidate: str
             f"{r.case:<{width}} {shape:<20} {r.max_abs:>14.3e} {r.max_rel:>12.3e} {r.tolerance:>8.1e}  {'PASS' if r.ok else 'FAIL'}"
         )
     return "\n".join(lines)
+
+
+def require(rows: list[ParityRow], log: Callable[[str], None]) -> None:
+    """Print the torch vs ONNX Runtime table; raise ``ExportError`` (before
+    anything is written) when a row is over its tolerance."""
+    from seedlock.export.errors import ExportError
+
+    log(format_table(rows))
+    failed = [r for r in rows if not r.ok]
+    if failed:
+        worst = max(failed, key=lambda r: r.max_abs)
+        raise ExportError(
+            f"ONNX Runtime differs from torch by {worst.max_abs:.3e} > {worst.tolerance:.0e} ({worst.case}); nothing was written"
+        )

@@ -25,7 +25,6 @@ from seedlock.core.segmentation import SegmentationSpec
 from seedlock.core.sessions import create_session
 from seedlock.export import parity
 from seedlock.export.common import TOLERANCE, ExportResult, as_checkpoint, check_target, graph_reference, tool_versions
-from seedlock.export.errors import ExportError
 from seedlock.export.onnx_export import serialize, to_onnx
 from seedlock.export.repository import write_model_version
 from seedlock.train.checkpoint import Checkpoint
@@ -113,12 +112,7 @@ def export_segmenter(
         lambda x: session.run(["logits"], {"image": x})[0],
         tolerance,
     )
-    log(parity.format_table(rows))
-    failed = [r for r in rows if not r.ok]
-    if failed:
-        raise ExportError(
-            f"ONNX Runtime differs from torch by {max(r.max_abs for r in failed):.3e} > {tolerance:.0e}; nothing was written"
-        )
+    parity.require(rows, log)
     ref_in = {"image": reference_input(2 * div)}
     reference, ref_files = graph_reference({"model": (ref_in, run_torch(ref_in))}, tolerance, REFERENCE_SEED)
     metrics = {**ckpt.metrics, "export_parity_max_abs": max(r.max_abs for r in rows)}

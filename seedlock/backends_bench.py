@@ -23,8 +23,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from seedlock.core.argtypes import positive_int_list
 from seedlock.bench import percentile, summarize, time_samples, write_report
+from seedlock.core.argtypes import positive_int_list
 from seedlock.core.errors import UserError
 
 BACKENDS = ("onnxruntime-cpu", "onnxruntime-cuda", "tensorrt-fp32", "tensorrt-fp16")
@@ -56,9 +56,9 @@ def _ort_runners(folder: Path, manifest: Any, provider: str, threads: int) -> di
 
 def _trt_runners(folder: Path, model: str, fp16: bool, max_batch: int, workspace: int) -> dict[str, Callable]:
     from seedlock.core.repository import load_version
+    from seedlock.core.tensorrt_runtime import EngineSession
     from seedlock.export.errors import ExportError
     from seedlock.export.tensorrt_engine import EngineOptions, export_engines
-    from seedlock.core.tensorrt_runtime import EngineSession
 
     scratch = Path(tempfile.mkdtemp(prefix="seedlock-bench-"))
     try:
@@ -108,7 +108,7 @@ def _bench_backends(args: argparse.Namespace) -> int:
         for role, run in sorted(runners.items()):
             for batch in batches:
                 feeds = _feeds(mv.manifest, role, batch)
-                stats = summarize(time_samples(lambda: run(feeds), args.runs, args.warmup), batch)
+                stats = summarize(time_samples(lambda run=run, feeds=feeds: run(feeds), args.runs, args.warmup), batch)
                 result["graphs"].setdefault(role, {})[str(batch)] = stats
                 print(f"{backend}: {role} batch {batch}: median {stats['median_ms']:.3f} ms, "
                       f"{stats['items_per_s']:.1f} items/s", flush=True)
@@ -141,9 +141,9 @@ def _bench_plugin(args: argparse.Namespace) -> int:
     import onnx.inliner
 
     from seedlock.core import cuda
+    from seedlock.core.tensorrt_runtime import EngineSession, tensorrt_unavailable
     from seedlock.export.errors import ExportError
     from seedlock.export.tensorrt_engine import EngineOptions, build_engine, engine_layers, prepare_onnx
-    from seedlock.core.tensorrt_runtime import EngineSession, tensorrt_unavailable
 
     reason = tensorrt_unavailable()
     if reason:

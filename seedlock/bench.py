@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from seedlock.core import tasks
-
 
 
 def percentile(values: list[float], q: float) -> float:

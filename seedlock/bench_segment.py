@@ -202,9 +202,9 @@ def _bench_serve(args: argparse.Namespace) -> int:
     from seedlock.core.imaging import decode_image
     from seedlock.core.manifest import ManifestError
     from seedlock.core.repository import load_version
+    from seedlock.core.segmentation import SegmentationSpec
     from seedlock.core.sessions import SessionConfig, default_threads, resolve_providers
     from seedlock.serve.runtime import load_runtime
-    from seedlock.core.segmentation import SegmentationSpec
     from seedlock.serve.segmentation import segment_image
 
     threads = args.threads or default_threads()

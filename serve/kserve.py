@@ -7,14 +7,14 @@ from typing import Callable
 import grpc
 import numpy as np
 
-from seedlock.core.version import VERSION as __version__
+from seedlock.core.dtypes import manifest_to_v2
 from seedlock.core.manifest import TensorSpec
+from seedlock.core.version import VERSION as __version__
 from seedlock.protos.inference import grpc_service_pb2 as pb
 from seedlock.protos.inference import grpc_service_pb2_grpc as pb_grpc
 from seedlock.serve.errors import check_deadline, invalid, not_found, rpc
 from seedlock.serve.repository import Registry, parse_version
 from seedlock.serve.runtime import ModelRuntime
-from seedlock.core.dtypes import manifest_to_v2
 from seedlock.serve.tensors import from_raw, from_typed, set_typed, v2_datatype
 
 SERVER_NAME = "seedlock"

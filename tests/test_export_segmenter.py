@@ -5,8 +5,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-
 from conftest import make_tiny_checkpoint, run_cli
+
 from seedlock.core.manifest import Manifest
 from seedlock.core.repository import load_version
 from seedlock.export.onnx_export import ExportError

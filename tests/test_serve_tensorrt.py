@@ -26,8 +26,8 @@ from seedlock.core.engines import EngineRecord, mismatch
 from seedlock.core.errors import UserError
 from seedlock.core.manifest import Manifest, record_files
 from seedlock.core.sessions import CPU, CUDA, SessionConfig, _provider_options
-from seedlock.serve.server import start_server
 from seedlock.core.tensorrt_runtime import ENGINE_PROVIDER, EngineSession, tensorrt_unavailable
+from seedlock.serve.server import start_server
 
 # A host other than any CI machine: the engine is refused before it is read.
 FOREIGN_HOST = {"tensorrt": "10.9.0.34", "cuda": "12.8", "gpu": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}

@@ -13,9 +13,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from conftest import run_cli
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import run_cli
 from seedlock.core.manifest import GraphSpec, Manifest, TensorSpec
 from seedlock.core.repository import load_version
 from seedlock.export import parity
@@ -215,8 +215,8 @@ def test_plugin_and_decomposed_engines_agree(gpu, tmp_path):
     import onnx.inliner
 
     from seedlock.backends_bench import bi_activation_model
-    from seedlock.export.tensorrt_engine import build_engine
     from seedlock.core.tensorrt_runtime import EngineSession
+    from seedlock.export.tensorrt_engine import build_engine
 
     shape = (2, 5, 7, 9)
     model = bi_activation_model(shape, "fp32", alpha=0.5)

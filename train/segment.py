@@ -39,9 +39,9 @@ from tqdm import tqdm
 
 from seedlock.core.errors import UserError
 from seedlock.core.imaging import colorize, write_png
-from seedlock.core.segmentation import SegmentationSpec
 from seedlock.core.metrics import IGNORE_INDEX, confusion_matrix, scores_from_confusion
 from seedlock.core.rng import SeedStream
+from seedlock.core.segmentation import SegmentationSpec
 from seedlock.train.bi_activation import ACTIVATIONS
 from seedlock.train.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from seedlock.train.config import ConfigFile, is_int, need
