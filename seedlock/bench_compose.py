@@ -17,6 +17,7 @@ checks that the served melody is the in-process one for the seed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 from pathlib import Path
 
@@ -30,9 +31,10 @@ def _bench_compose(args: argparse.Namespace) -> int:
     from seedlock.bench import time_calls, write_report
     from seedlock.clients.base import NO_RETRY
     from seedlock.clients.composition import CompositionClient
+    from seedlock.core.composition import CompositionSpec
     from seedlock.core.manifest import ManifestError
     from seedlock.core.repository import load_version
-    from seedlock.serve.composition import TASK, ComposerSpec, OrtComposer, compose_request
+    from seedlock.serve.composition import OrtComposer, compose_request
     from seedlock.serve.server import start_server
 
     if args.requests < 1 or args.length < 1:
@@ -42,15 +44,15 @@ def _bench_compose(args: argparse.Namespace) -> int:
     except (ManifestError, FileNotFoundError) as exc:
         raise UserError(f"cannot load {args.model!r} from {args.repository}: {exc}") from None
     folder = mv.folder
-    if mv.manifest.task != TASK:
+    if mv.manifest.task != CompositionSpec.TASK:
         raise UserError(f"model {args.model!r} is a {mv.manifest.task!r} model, not a composition model")
     composer = OrtComposer.from_folder(folder, threads=args.threads)
-    spec = ComposerSpec.from_manifest(composer.manifest)
+    spec = composer.spec
     genre = args.genre or spec.genres[0]
     if genre not in spec.genres:
         raise UserError(f"unknown genre {genre!r}; this model knows: {', '.join(spec.genres)}")
-    if args.length > spec.max_length:
-        raise UserError(f"--length is over the model's limit of {spec.max_length}")
+    if args.length > spec.length_limit:
+        raise UserError(f"--length is over the model's limit of {spec.length_limit}")
 
     server = start_server(args.repository, host="127.0.0.1", port=0, models=[args.model],
                           intra_op_threads=args.threads, workers=4)
@@ -59,7 +61,7 @@ def _bench_compose(args: argparse.Namespace) -> int:
             request = client.request(genre=genre, length=args.length, seed=args.seed, version=args.version)
             warmup = min(2, args.requests)
             results = {
-                "generate": time_calls(lambda: composer.compose(genre, args.length, spec.default, args.seed), args.requests, warmup),
+                "generate": time_calls(lambda: composer.compose(genre, args.length, spec.default_sampling, args.seed), args.requests, warmup),
                 "pipeline": time_calls(lambda: compose_request(composer, spec, request), args.requests, warmup),
                 "server_unary": time_calls(lambda: client.compose_raw(request), args.requests, warmup),
                 "server_stream": time_calls(lambda: list(client.compose_stream_raw(request)), args.requests, warmup),
@@ -67,7 +69,7 @@ def _bench_compose(args: argparse.Namespace) -> int:
             served = client.compose(genre=genre, length=args.length, seed=args.seed, version=args.version).events
     finally:
         server.stop(grace=1.0)
-    same = bool(np.array_equal(served, composer.compose(genre, args.length, spec.default, args.seed)))
+    same = bool(np.array_equal(served, composer.compose(genre, args.length, spec.default_sampling, args.seed)))
     for stats in results.values():
         stats["events_per_s"] = args.length / (stats["median_ms"] / 1e3)
     report = {
@@ -78,7 +80,7 @@ def _bench_compose(args: argparse.Namespace) -> int:
         "genre": genre,
         "length": args.length,
         "seed": args.seed,
-        "sampling": {"strategy": spec.default.strategy, "temperature": spec.default.temperature, "top_k": spec.default.top_k},
+        "sampling": dataclasses.asdict(spec.default_sampling),
         "threads": args.threads,
         "results": results,
         "server_over_generate_median": results["server_unary"]["median_ms"] / results["generate"]["median_ms"],

@@ -22,7 +22,7 @@ def train_and_export(out: Path, repository: Path, steps: int | None, log: Callab
     from dataclasses import replace
 
     from seedlock.export.compose import export_composer
-    from seedlock.serve.composition import ComposerSpec, OrtComposer
+    from seedlock.serve.composition import OrtComposer
     from seedlock.train.compose_train import demo_config, train_compose
 
     cfg = demo_config(out=str(out / "run"))
@@ -36,14 +36,14 @@ def train_and_export(out: Path, repository: Path, steps: int | None, log: Callab
 
     exported = export_composer(result.folder / "checkpoint.pt", repository, name=MODEL_NAME, version=1, overwrite=True, log=log)
     composer = OrtComposer.from_folder(exported.folder)
-    spec = ComposerSpec.from_manifest(composer.manifest)
+    spec = composer.spec
     if GENRE not in spec.genres:
         raise UserError(f"the demo composer has no {GENRE!r} genre (it has {', '.join(spec.genres)})")
     # What the client's request will ask for: the model's default sampling.
-    events = composer.compose(GENRE, LENGTH, spec.default, SEED)
+    events = composer.compose(GENRE, LENGTH, spec.default_sampling, SEED)
     record = {"tokens": events.tolist(), "primer": composer.primer_for(GENRE).tolist()}
     (out / "inprocess_events.json").write_text(json.dumps(record) + "\n")
-    log(f"composed {LENGTH} {GENRE} events in-process (ONNX Runtime, {spec.default.strategy}, seed {SEED})")
+    log(f"composed {LENGTH} {GENRE} events in-process (ONNX Runtime, {spec.default_sampling.strategy}, seed {SEED})")
     return {
         "run_dir": str(result.folder),
         "test_top1_error_pitch": test["top1_error_pitch"],

@@ -6,9 +6,11 @@ one decoder-step graph call per event, sampled by the shared numpy sampler of
 :mod:`seedlock.core.music_sampling` from ``SeedStream(seed)`` -> MusicXML,
 MIDI and the event list.
 
-:class:`~seedlock.core.music_generation.GraphComposer` is the one generation
-path: the export check, the server, the bench and the demo all run it, so
-"same seed, same melody" is one code path plus the model graphs.
+:class:`~seedlock.core.composition.GraphComposer` is the one generation
+path and :class:`~seedlock.core.composition.CompositionSpec` the one reading
+of the manifest: the export check, ``export verify``, the server, the bench
+and the demo all use them, so "same seed, same melody" is one code path plus
+the model graphs.
 """
 
 from __future__ import annotations
@@ -29,16 +31,14 @@ import numpy as np
 
 from seedlock.core import music_events as me
 from seedlock.core import music_sampling as ms
-from seedlock.core.manifest import Manifest, ManifestError
-from seedlock.core.music_generation import GraphComposer
+from seedlock.core.composition import ENCODER, STEP, CompositionSpec, GraphComposer
+from seedlock.core.manifest import Manifest
 from seedlock.protos.seedlock.v1 import common_pb2, composition_pb2, composition_pb2_grpc
 from seedlock.serve.errors import check_deadline, invalid, rpc
 from seedlock.serve.repository import Registry, TaskModels
 from seedlock.serve.runtime import ModelRuntime
 
-TASK = "composition"
 SERVICE_NAME = composition_pb2.DESCRIPTOR.services_by_name["Composition"].full_name
-ENCODER, STEP = "encoder", "decoder_step"
 # An event list primer longer than this is refused: the encoder reads only its
 # last `window` events, so a longer one is a mistake, not music.
 MAX_PRIMER_EVENTS = 65536
@@ -49,12 +49,17 @@ log = logging.getLogger("seedlock.serve")
 
 # -- generation ----------------------------------------------------------------------
 class OrtComposer(GraphComposer):
-    """:class:`~seedlock.core.music_generation.GraphComposer` on ONNX Runtime sessions
-    built with the server's settings."""
+    """:class:`~seedlock.core.composition.GraphComposer` on a served model
+    version's sessions (built with the server's settings), with its manifest."""
+
+    def __init__(self, encoder: Any, step: Any, spec: CompositionSpec, manifest: Manifest) -> None:
+        super().__init__(encoder, step, spec)
+        self.manifest = manifest
 
     @classmethod
     def from_runtime(cls, runtime: ModelRuntime) -> "OrtComposer":
-        return cls(runtime.sessions[ENCODER], runtime.sessions[STEP], runtime.manifest)
+        spec = CompositionSpec.from_manifest(runtime.manifest)
+        return cls(runtime.sessions[ENCODER], runtime.sessions[STEP], spec, runtime.manifest)
 
     @classmethod
     def from_folder(cls, folder: str | Path, providers: Sequence[str] | None = None, threads: int = 1) -> "OrtComposer":
@@ -119,44 +124,6 @@ def events_from_messages(items: Sequence[composition_pb2.Event]) -> np.ndarray:
 
 # -- requests ---------------------------------------------------------------------
 @dataclass(frozen=True)
-class ComposerSpec:
-    """What the service needs from a composition manifest, checked once at load."""
-
-    genres: tuple[str, ...]
-    window: int
-    max_length: int
-    default: ms.SamplingParams
-
-    @classmethod
-    def from_manifest(cls, m: Manifest) -> "ComposerSpec":
-        where = f"composition model {m.name!r} v{m.version}"
-        for role in (ENCODER, STEP):
-            if role not in m.graphs:
-                raise ManifestError(f"{where}: needs graphs {ENCODER!r} and {STEP!r}, has {sorted(m.graphs)}")
-        pre, post = m.preprocess, m.postprocess
-        try:
-            window = int(pre["window"])
-            primers = dict(pre["primers"])
-            max_length = min(int(post.get("max_length", ms.MAX_LENGTH)), ms.MAX_LENGTH)
-            d = dict(post.get("default_sampling") or {})
-            default = ms.SamplingParams(str(d.get("strategy", "top_k")), float(d.get("temperature", 1.0)), int(d.get("top_k", 8)))
-            default.validate()
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ManifestError(f"{where}: bad preprocess/postprocess ({exc!r})") from None
-        genres = tuple(str(g) for g in m.labels)
-        if window < 1 or max_length < 1 or not genres:
-            raise ManifestError(f"{where}: needs window >= 1, max_length >= 1 and at least one genre")
-        for g in genres:
-            try:
-                me.validate(np.asarray(primers[g], dtype=np.int64).reshape(-1, 2))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ManifestError(f"{where}: genre {g!r} has no usable stored primer ({exc!r})") from None
-            if len(primers[g]) == 0:
-                raise ManifestError(f"{where}: genre {g!r} has an empty stored primer")
-        return cls(genres, window, max_length, default)
-
-
-@dataclass(frozen=True)
 class ComposeJob:
     """A request after validation: everything generation needs."""
 
@@ -186,7 +153,7 @@ def sampling_params(request: composition_pb2.ComposeRequest, default: ms.Samplin
         raise invalid(str(exc)) from None
 
 
-def parse_request(request: composition_pb2.ComposeRequest, spec: ComposerSpec) -> ComposeJob:
+def parse_request(request: composition_pb2.ComposeRequest, spec: CompositionSpec) -> ComposeJob:
     """Validate every field; INVALID_ARGUMENT with a message that says what to change."""
     genre = request.genre.strip()
     if not genre:
@@ -195,9 +162,9 @@ def parse_request(request: composition_pb2.ComposeRequest, spec: ComposerSpec) -
         genre = spec.genres[0]
     elif genre not in spec.genres:
         raise invalid(f"unknown genre {genre!r}; this model knows: {', '.join(spec.genres)}")
-    if not 1 <= request.length <= spec.max_length:
-        raise invalid(f"length must be 1 to {spec.max_length} events, got {request.length}")
-    params = sampling_params(request, spec.default)
+    if not 1 <= request.length <= spec.length_limit:
+        raise invalid(f"length must be 1 to {spec.length_limit} events, got {request.length}")
+    params = sampling_params(request, spec.default_sampling)
     seed = request.seed if request.HasField("seed") else int.from_bytes(os.urandom(8), "little")
     t0 = time.perf_counter()
     which = request.WhichOneof("primer")
@@ -255,7 +222,7 @@ def finish(events: np.ndarray, job: ComposeJob, primer_length: int, infer_ms: fl
 
 
 def compose_request(
-    composer: OrtComposer, spec: ComposerSpec, request: composition_pb2.ComposeRequest,
+    composer: OrtComposer, spec: CompositionSpec, request: composition_pb2.ComposeRequest,
     on_event: Callable[[int, np.ndarray], None] | None = None,
 ) -> tuple[ComposeJob, ComposeOutcome]:
     """The whole pipeline in-process (what the servicer runs, minus admission)."""
@@ -296,13 +263,11 @@ class CompositionServicer(composition_pb2_grpc.CompositionServicer):
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self.models = TaskModels(
-            registry, TASK, "composition", lambda rt: (ComposerSpec.from_manifest(rt.manifest), OrtComposer.from_runtime(rt))
-        )
+        self.models = TaskModels(registry, CompositionSpec.TASK, "composition", OrtComposer.from_runtime)
 
-    def _resolve(self, request: composition_pb2.ComposeRequest) -> tuple[ModelRuntime, ComposerSpec, OrtComposer]:
-        runtime, (spec, composer) = self.models.resolve(request.model_name, request.model_version)
-        return runtime, spec, composer
+    def _resolve(self, request: composition_pb2.ComposeRequest) -> tuple[ModelRuntime, CompositionSpec, OrtComposer]:
+        runtime, composer = self.models.resolve(request.model_name, request.model_version)
+        return runtime, composer.spec, composer
 
     @rpc
     def Compose(self, request: composition_pb2.ComposeRequest, context: grpc.ServicerContext) -> composition_pb2.ComposeResponse:
@@ -369,16 +334,12 @@ class CompositionServicer(composition_pb2_grpc.CompositionServicer):
         yield composition_pb2.ComposeStreamResponse(result=response_message(runtime, job, out, request.request_id), index=len(events))
 
 
-def validate(manifest: Manifest) -> None:
-    ComposerSpec.from_manifest(manifest)
-
-
 def add_to_server(registry: Registry, server: grpc.Server) -> None:
     composition_pb2_grpc.add_CompositionServicer_to_server(CompositionServicer(registry), server)
 
 
 __all__ = [
-    "TASK", "SERVICE_NAME", "OrtComposer", "ComposerSpec", "ComposeJob", "ComposeOutcome", "parse_request",
+    "SERVICE_NAME", "OrtComposer", "ComposeJob", "ComposeOutcome", "parse_request",
     "compose_request", "musicxml_bytes", "midi_bytes", "events_to_messages", "events_from_messages",
-    "validate", "add_to_server",
+    "add_to_server",
 ]

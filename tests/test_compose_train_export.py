@@ -12,6 +12,7 @@ import torch
 from seedlock.core import music_events as me
 from seedlock.core import music_sampling as ms
 from seedlock.core.errors import UserError
+from seedlock.export.compose import export_composer
 from seedlock.train import compose_train as ct
 from seedlock.train.data import music_corpus as mc
 
@@ -43,6 +44,13 @@ def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("compose")
     result = ct.train_compose(tiny_config(out), synthetic_data(), log=lambda s: None)
     return out, result
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    """The trained composer exported by the real exporter: (ExportResult, repository)."""
+    repo = tmp_path_factory.mktemp("composerrepo")
+    return export_composer(trained[0], repo, name="composer", version=1, log=lambda s: None), repo
 
 
 def test_split_is_by_piece_and_seeded():
@@ -107,18 +115,20 @@ def test_ablation_writes_markdown(tmp_path, monkeypatch):
     assert len(json.loads((tmp_path / "ablation.json").read_text())["rows"]) == 2
 
 
-def test_export_and_ort_melody_equals_torch(trained, tmp_path):
-    from seedlock.export.compose import export_composer
+def test_export_and_ort_melody_equals_torch(trained, exported):
+    from seedlock.export.common import ExportResult
     from seedlock.serve.composition import OrtComposer
     from seedlock.train import composer as comp
     from seedlock.train.checkpoint import load_checkpoint
 
     out, _ = trained
-    result = export_composer(out, tmp_path / "repo", name="composer", version=1, log=lambda s: None)
+    result, repo = exported
+    assert isinstance(result, ExportResult)
     assert all(r.ok for r in result.rows)
-    folder = tmp_path / "repo" / "composer" / "1"
+    assert [c["same"] for c in result.details["end_to_end"]] == [True, True, True]
+    folder = repo / "composer" / "1"
     assert {"encoder.onnx", "decoder_step.onnx", "manifest.json"} <= {p.name for p in folder.iterdir()}
-    assert (tmp_path / "repo" / "composer" / "config.pbtxt").is_file()
+    assert (repo / "composer" / "config.pbtxt").is_file()
 
     runtime = OrtComposer.from_folder(folder)
     model = load_checkpoint(out).model
@@ -129,7 +139,9 @@ def test_export_and_ort_melody_equals_torch(trained, tmp_path):
     melody = runtime.compose("down", 24, params, seed=7)
     np.testing.assert_array_equal(melody, reference)
     np.testing.assert_array_equal(melody, runtime.compose("down", 24, params, seed=7))
-    ref = result.manifest.postprocess["reference"]
+    # the stored melody lives in the manifest's reference section, not in postprocess
+    assert "reference" not in result.manifest.postprocess and "reference" not in result.manifest.preprocess
+    ref = result.manifest.reference["task"]
     again = runtime.compose(ref["genre"], ref["length"], ms.SamplingParams(**ref["sampling"]), ref["seed"])
     assert again.tolist() == ref["events"]
     # the generated melody survives the codecs the service will return
@@ -138,12 +150,150 @@ def test_export_and_ort_melody_equals_torch(trained, tmp_path):
         runtime.compose("polka", 4, params, seed=1)
     # nothing is overwritten silently
     with pytest.raises(UserError):
-        export_composer(out, tmp_path / "repo", log=lambda s: None)
+        export_composer(out, repo, log=lambda s: None)
+
+
+def test_manifest_stores_a_reference_for_both_graphs(exported):
+    from seedlock.core.manifest import Manifest
+
+    result, repo = exported
+    folder = repo / "composer" / "1"
+    m = Manifest.load(folder)
+    graphs = m.reference["graphs"]
+    assert set(graphs) == {"encoder", "decoder_step"}
+    for role, entry in graphs.items():
+        # every stored input is one the graph takes, every declared output is stored
+        assert set(entry["inputs"]) == {t.name for t in m.graphs[role].inputs}, role
+        assert set(entry["outputs"]) == {t.name for t in m.graphs[role].outputs}, role
+        for file in (*entry["inputs"].values(), *entry["outputs"].values()):
+            assert file in m.files and (folder / file).is_file()
+    assert m.reference["tolerance"] == 1e-4 and isinstance(m.reference["seed"], int)
+    assert set(m.reference["task"]) == {"genre", "seed", "length", "sampling", "events"}
+
+
+def test_spec_round_trips_the_exported_manifest(exported):
+    from seedlock.core.composition import CompositionSpec
+    from seedlock.core.manifest import Manifest
+
+    result, repo = exported
+    for m in (result.manifest, Manifest.load(repo / "composer" / "1")):
+        spec = CompositionSpec.from_manifest(m)
+        assert spec.to_manifest() == {"preprocess": m.preprocess, "postprocess": m.postprocess, "labels": m.labels}
+        assert spec.genres == ("up", "down") and spec.window == 8 and spec.genre_input
+        assert spec.default_sampling == ms.SamplingParams("top_k", 1.0, 8) and spec.length_limit == ms.MAX_LENGTH
+    assert CompositionSpec.TASK == result.manifest.task == "composition"
+    for key in ("window", "primers", "num_pitches", "num_durations", "genre_input", "horizon", "vocab"):
+        assert key in result.manifest.preprocess, key
+    assert set(result.manifest.postprocess) == {"max_length", "max_temperature", "strategies", "default_sampling"}
+
+
+def _edit(section: str, key: str, value):
+    def change(data: dict) -> None:
+        if value is _DROP:
+            del data[section][key]
+        else:
+            data[section][key] = value
+
+    return change
+
+
+_DROP = object()
+BAD_MANIFESTS = [
+    ("no decoder step graph", lambda d: d["graphs"].pop("decoder_step"), "needs graphs 'encoder' and 'decoder_step'"),
+    ("no window", _edit("preprocess", "window", _DROP), "preprocess needs 'window'"),
+    ("window not the encoder's", _edit("preprocess", "window", 9), "the encoder reads 8 events but preprocess.window is 9"),
+    ("a genre without a primer", lambda d: d["preprocess"]["primers"].pop("down"), "genre 'down' has no stored primer"),
+    ("an empty primer", lambda d: d["preprocess"]["primers"].update(up=[]), "genre 'up' has an empty stored primer"),
+    ("a primer out of the vocabulary", lambda d: d["preprocess"]["primers"].update(up=[[99, 0]]), "genre 'up' has an unusable stored primer"),
+    ("no genres", lambda d: d.update(labels=[]), "at least one genre"),
+    ("another vocabulary", _edit("preprocess", "vocab", "events/0"), "retrain and re-export it"),
+    ("bad default sampling", _edit("postprocess", "default_sampling", {"strategy": "beam"}), "default_sampling: unknown sampling strategy"),
+    ("zero max length", _edit("postprocess", "max_length", 0), "max_length >= 1"),
+]
+
+
+@pytest.mark.parametrize("label,change,message", BAD_MANIFESTS, ids=[b[0] for b in BAD_MANIFESTS])
+def test_spec_refuses_a_bad_manifest_with_a_clear_error(exported, label, change, message):
+    import copy
+
+    from seedlock.core.composition import CompositionSpec
+    from seedlock.core.manifest import Manifest, ManifestError
+
+    data = copy.deepcopy(json.loads(exported[0].manifest.to_json()))
+    change(data)
+    with pytest.raises(ManifestError, match=message) as info:
+        CompositionSpec.from_manifest(Manifest.from_dict(data))
+    assert str(info.value).startswith("composition model 'composer' v1: ")
+
+
+def test_cli_export_verify_passes_then_catches_an_edited_melody(exported, tmp_path):
+    import shutil
+
+    from conftest import run_cli
+
+    repo = tmp_path / "repo"
+    shutil.copytree(exported[1], repo)
+    proc = run_cli("export", "verify", str(repo / "composer"))
+    assert proc.returncode == 0, proc.stderr
+    assert "verify: PASS" in proc.stdout and "composition/events reference" in proc.stdout
+    for role in ("encoder", "decoder_step"):
+        assert f"{role}/" in proc.stdout
+    # manifest.json is not among the digested files: an edited stored melody is caught by regenerating it
+    path = repo / "composer" / "1" / "manifest.json"
+    data = json.loads(path.read_text())
+    events = data["reference"]["task"]["events"]
+    events[0][0] = (events[0][0] + 1) % me.NUM_PITCHES
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    proc = run_cli("export", "verify", str(repo / "composer"))
+    assert proc.returncode != 0
+    assert "parity check failed" in proc.stderr and "Traceback" not in proc.stderr
+    assert "verify: PASS" not in proc.stdout
+
+
+def test_cli_export_verify_against_the_checkpoint(trained, exported):
+    from conftest import run_cli
+
+    proc = run_cli("export", "verify", str(exported[1] / "composer"), "--checkpoint", str(trained[0] / "checkpoint.pt"))
+    assert proc.returncode == 0, proc.stderr
+    assert "verify: PASS" in proc.stdout
+    for role, tensor in (("encoder", "memory"), ("decoder_step", "pitch_logits")):
+        assert f"{role}/{tensor} torch vs onnxruntime" in proc.stdout
+
+
+def test_export_twice_is_byte_identical(trained, exported, tmp_path):
+    out, _ = trained
+    again = export_composer(out / "checkpoint.pt", tmp_path / "again", log=lambda s: None)
+    first_repo = exported[1]
+    files = sorted(p.relative_to(first_repo) for p in first_repo.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "again") for p in (tmp_path / "again").rglob("*") if p.is_file())
+    assert len(files) > 4
+    for rel in files:
+        assert (first_repo / rel).read_bytes() == (tmp_path / "again" / rel).read_bytes(), rel
+    assert again.manifest.digest == exported[0].manifest.digest
+
+
+def test_unconditioned_lstm_vanilla_composer_exports_verifies_and_serves(tmp_path):
+    """The graphs of a model without genre input or attention memory: the
+    manifest names only the inputs the exported graphs kept, so the server loads it."""
+    from seedlock.export.verify import verify_model
+    from seedlock.serve.composition import OrtComposer
+    from seedlock.train import composer as comp
+
+    cfg = replace(tiny_config(tmp_path / "run"), conditioning=False, decoder="vanilla", cell="lstm", epochs=1)
+    result = ct.train_compose(cfg, synthetic_data(), log=lambda s: None)
+    exported = export_composer(tmp_path / "run", tmp_path / "repo", log=lambda s: None)
+    assert exported.manifest.preprocess["genre_input"] is False
+    rows = verify_model(tmp_path / "repo" / "composer", checkpoint=tmp_path / "run", log=lambda s: None)
+    assert all(r.ok for r in rows)
+    local = OrtComposer.from_folder(exported.folder)  # the server's load path: manifest names == graph names
+    params = ms.SamplingParams("temperature", 0.9)
+    primer = local.primer_for("up")
+    state = comp.torch_initial_state(result.model.eval(), ms.prepare_primer(primer, 8), 0)
+    want = ms.generate(comp.torch_step(result.model, 0), primer[-1], state, 16, params, seed=3)
+    np.testing.assert_array_equal(local.compose("up", 16, params, seed=3), want)
 
 
 def test_corrupt_checkpoint_is_a_user_error(tmp_path):
-    from seedlock.export.compose import export_composer
-
     bad = tmp_path / "checkpoint.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(UserError):
@@ -163,24 +313,77 @@ def test_user_folder_loader(tmp_path):
         mc.load_folder(tmp_path / "missing")
 
 
-def test_cli_flags_fill_the_config():
-    from seedlock.export.compose_cli import register_export
-    from seedlock.train.compose_cli import config_from_args, register_train
+def _train_parser() -> argparse.ArgumentParser:
+    from seedlock.train.compose_cli import register_train
 
     parser = argparse.ArgumentParser()
     register_train(parser.add_subparsers())
+    return parser
+
+
+def test_cli_flags_fill_the_config():
+    from seedlock.core import tasks
+    from seedlock.export.cli import register
+    from seedlock.train.compose_cli import compose_config
+
+    parser = _train_parser()
     args = parser.parse_args(["compose", "--demo", "--epochs", "3", "--l2", "0.1", "--unidirectional", "--genres", "bach,essen"])
-    cfg = config_from_args(args)
+    cfg = compose_config(args)
     assert (cfg.epochs, cfg.l2, cfg.bidirectional, cfg.genres) == (3, "0.1", False, ["bach", "essen"])
     assert args.func.__name__ == "handle_compose"
     with pytest.raises(UserError):
-        config_from_args(parser.parse_args(["compose", "--l2", "lots"]))
+        compose_config(parser.parse_args(["compose", "--l2", "lots"]))
     with pytest.raises(UserError):
-        config_from_args(parser.parse_args(["compose", "--cell", "sru"]))
+        compose_config(parser.parse_args(["compose", "--cell", "sru"]))
     eparser = argparse.ArgumentParser()
-    register_export(eparser.add_subparsers())
-    eargs = eparser.parse_args(["compose", "ckpt.pt", "--repository", "repo", "--version", "2"])
-    assert (eargs.repository, eargs.version, eargs.name) == ("repo", 2, "composer")
+    register(eparser.add_subparsers())
+    eargs = eparser.parse_args(["export", "compose", "ckpt.pt", "--repository", "repo", "--version", "2"])
+    assert (eargs.repository, eargs.version, eargs.name) == ("repo", 2, None)  # None: the task's model name
+    assert tasks.by_command("compose").model_name == "composer"
+    assert [t.name for t in eargs.export_tasks] == ["composition"] and eargs.expect_task == "composition"
+
+
+def test_every_flag_sets_its_config_field():
+    from seedlock.train.compose_cli import compose_config
+
+    parser = _train_parser()
+    flags = ["--out", "o", "--data", "songs", "--per-genre", "3", "--window", "16", "--horizon", "12", "--encoding", "whole",
+             "--cell", "lstm", "--hidden", "32", "--decoder", "vanilla", "--norm", "group", "--dropout", "0.2",
+             "--epochs", "5", "--batch-size", "8", "--lr", "0.002", "--seed", "9", "--stride", "6",
+             "--max-train-windows", "100", "--l2", "none", "--l2-init", "0.1", "--eval-windows", "4", "--threads", "2",
+             "--genres", " bach , essen,", "--per-genre-training", "--no-conditioning", "--unidirectional", "--no-progress"]
+    cfg = compose_config(parser.parse_args(["compose", *flags]))
+    want = dict(out="o", data="songs", per_genre=3, window=16, horizon=12, encoding="whole", cell="lstm", hidden=32,
+                decoder="vanilla", norm="group", dropout=0.2, epochs=5, batch_size=8, lr=0.002, seed=9, stride=6,
+                max_train_windows=100, l2="none", l2_init=0.1, eval_windows=4, threads=2, genres=["bach", "essen"],
+                per_genre_training=True, conditioning=False, bidirectional=False, progress=False)
+    assert {k: getattr(cfg, k) for k in want} == want
+    # no flag: the thesis's budget; --demo and --ablation start from theirs
+    assert compose_config(parser.parse_args(["compose"])) == ct.ComposeConfig()
+    assert compose_config(parser.parse_args(["compose", "--demo"])) == ct.demo_config()
+    assert compose_config(parser.parse_args(["compose", "--ablation", "--demo"])) == ct.ablation_config()
+    with pytest.raises(SystemExit):  # argparse's one-line usage error
+        parser.parse_args(["compose", "--genres", " , "])
+
+
+def test_config_file_then_flags(tmp_path):
+    from seedlock.train.compose_cli import compose_config
+
+    parser = _train_parser()
+    path = tmp_path / "compose.yaml"
+    path.write_text("epochs: 7\nhidden: 32\nbidirectional: false\ngenres: [bach]\nbatch-size: 16\n")
+    cfg = compose_config(parser.parse_args(["compose", "--demo", "--config", str(path), "--epochs", "2"]))
+    # flags beat the file, the file beats --demo, --demo beats the defaults
+    assert (cfg.epochs, cfg.hidden, cfg.bidirectional, cfg.genres, cfg.batch_size) == (2, 32, False, ["bach"], 16)
+    assert cfg.eval_windows == ct.demo_config().eval_windows and cfg.progress is True
+    # a run's own config.json works as --config
+    (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
+    assert compose_config(parser.parse_args(["compose", "--config", str(tmp_path / "config.json")])) == cfg
+    path.write_text("epoch: 3\n")
+    with pytest.raises(UserError, match="unknown compose config key"):
+        compose_config(parser.parse_args(["compose", "--config", str(path)]))
+    with pytest.raises(UserError, match="config file not found"):
+        compose_config(parser.parse_args(["compose", "--config", str(tmp_path / "missing.yaml")]))
 
 
 def test_generation_path_and_codecs_import_without_torch():

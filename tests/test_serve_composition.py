@@ -199,3 +199,26 @@ def test_cli_writes_files_music21_reads(server, client, tmp_path):
     assert "Traceback" not in bad.stderr
     missing = run_cli("client", "compose", "--server", server.address, "--primer", str(tmp_path / "none.mid"), "--out", str(xml))
     assert missing.returncode != 0 and "does not exist" in missing.stderr
+
+
+def test_server_refuses_a_composer_its_spec_refuses(composer_model, tmp_path):
+    """Start-up checks a composition model with the one core spec: a manifest
+    whose genre has no stored primer is refused with the spec's message, and a
+    good one next to it is served."""
+    import shutil
+
+    from seedlock.core.sessions import SessionConfig
+    from seedlock.serve.repository import load_repository
+
+    repo = tmp_path / "repo"
+    shutil.copytree(composer_model[1], repo)
+    shutil.copytree(repo / "composer", repo / "broken")
+    path = repo / "broken" / "1" / "manifest.json"
+    data = json.loads(path.read_text())
+    data["name"] = "broken"
+    del data["preprocess"]["primers"]["down"]
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    registry = load_repository(repo, SessionConfig(intra_op_threads=1))
+    assert "genre 'down' has no stored primer" in registry.refused["broken"][1]
+    assert registry.refused["broken"][1].startswith("composition model 'broken' v1: ")
+    assert list(registry.runtimes) == ["composer"]

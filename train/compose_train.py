@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,16 +45,22 @@ from seedlock.core import music_sampling as ms
 from seedlock.core.errors import UserError
 from seedlock.core.rng import SeedStream
 from seedlock.train.checkpoint import save_checkpoint
-from seedlock.train.determinism import deterministic
 from seedlock.train.composer import Composer, ComposerConfig, torch_initial_state, torch_step
+from seedlock.train.config import ConfigFile
 from seedlock.train.data import music_corpus as mc
+from seedlock.train.determinism import deterministic
 
 L2_MAX = 0.5
 THESIS_EPOCH_MARKS = (0, 20, 60, 90)
 
 
 @dataclass
-class ComposeConfig:
+class ComposeConfig(ConfigFile):
+    """Every option of a composer run. Field names are the CLI flags (``_`` -> ``-``)
+    and the keys of a ``--config`` YAML/JSON file; the defaults are the thesis's budget."""
+
+    KIND = "compose"
+
     out: str = "runs/compose"
     data: str = "corpus"  # "corpus" or a folder of <genre>/<files>
     genres: list[str] | None = None  # None: all
@@ -88,17 +94,6 @@ class ComposeConfig:
     # and on a shared CPU OpenMP's spinning made 2 threads ~15x slower than 1.
     threads: int = 1
     progress: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ComposeConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise UserError(f"unknown compose config key(s): {', '.join(unknown)}")
-        return cls(**d)
 
     def model_config(self, num_genres: int) -> ComposerConfig:
         return ComposerConfig(

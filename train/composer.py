@@ -66,6 +66,9 @@ class ComposerConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.hidden % self.norm_channels or self.norm_channels % self.norm_groups:
             raise ValueError("hidden must divide by norm_channels, and norm_channels by norm_groups")
+        if self.norm in ("instance", "ensemble") and self.hidden < 2 * self.norm_channels:
+            # instance norm needs at least two features per channel to have a variance
+            raise ValueError(f"hidden must be at least {2 * self.norm_channels} with {self.norm} norm, got {self.hidden}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
