@@ -29,7 +29,10 @@ class Admission:
         if not self._slots.acquire(blocking=False):
             raise exhausted(f"{self.label} already has {self.max_inflight} requests in flight (the server's limit); retry shortly")
         try:
-            if not (self._gate.acquire() if timeout is None else self._gate.acquire(timeout=max(0.0, timeout))):
+            # No deadline means no limit, never an error: gRPC reports "no deadline"
+            # as a time_remaining() past what a lock's timeout can hold.
+            unbounded = timeout is None or timeout >= threading.TIMEOUT_MAX
+            if not (self._gate.acquire() if unbounded else self._gate.acquire(timeout=max(0.0, timeout))):
                 raise deadline_exceeded(f"the request's deadline passed while it waited for {self.label}")
             try:
                 yield

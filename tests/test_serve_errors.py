@@ -240,3 +240,44 @@ def test_errors_are_python_exceptions_with_the_servers_message(seg):
     assert "could not decode" in str(info.value)
     with pytest.raises(LookupError):
         seg.segment(GOOD_IMAGE, model="nope")
+
+
+def test_a_request_without_deadline_waits_for_its_turn_and_is_answered(server, v2, good):
+    """tritonclient sets no deadline by default; gRPC then reports a huge
+    time_remaining(). Waiting behind a busy model must not turn that into an
+    error (it was INTERNAL: OverflowError from the lock's timeout)."""
+    tc = pytest.importorskip("tritonclient.grpc")
+    admission = server.registry.admission["segmenter"]
+    gates = []
+    while admission._gate.acquire(blocking=False):  # every compute turn taken, as by long requests
+        gates.append(1)
+    answers: list = []
+
+    def call() -> None:
+        client = tc.InferenceServerClient(server.address)  # default options: no client timeout
+        x = tc.InferInput("image", list(GOOD_TENSOR.shape), "FP32")
+        x.set_data_from_numpy(GOOD_TENSOR)
+        try:
+            answers.append(client.infer("segmenter", [x]).as_numpy("logits"))
+        except Exception as exc:  # noqa: BLE001 - the assertion below shows it
+            answers.append(exc)
+        finally:
+            client.close()
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    try:
+        free = admission.max_inflight
+        for _ in range(2000):  # until the request is admitted and waiting for a turn
+            if admission._slots._value < free:
+                break
+            worker.join(0.005)
+        assert admission._slots._value < free and not answers, answers
+    finally:
+        for _ in gates:
+            admission._gate.release()
+    worker.join(30)
+    assert len(answers) == 1 and not isinstance(answers[0], Exception), answers
+    assert answers[0].tobytes() == good[1].tobytes()
+    still_good_after = v2.infer("segmenter", {"image": GOOD_TENSOR})["logits"]
+    assert still_good_after.tobytes() == good[1].tobytes()
