@@ -82,8 +82,31 @@ def reference_rows(mv: ModelVersion, sessions: Mapping[str, Any] | None = None) 
     return rows
 
 
+# Seed of the fresh inputs `verify --checkpoint` adds to the stored ones.
+FRESH_SEED = 4243
+
+
+def fresh_cases(feeds: Mapping[str, np.ndarray], seed: int = FRESH_SEED) -> dict[str, dict[str, np.ndarray]]:
+    """The stored reference inputs, and new ones torch was never checked on at
+    export: float inputs redrawn (seeded standard normals) at batch 1 and 3;
+    integer inputs (tokens, events, genres: values the graph must be able to
+    look up) are the stored rows, repeated to batch 3."""
+    from seedlock.core.rng import SeedStream
+
+    stream = SeedStream(seed)
+    cases = {"stored": dict(feeds)}
+    for label, batch in (("fresh b1", 1), ("fresh b3", 3)):
+        case = {}
+        for name, x in feeds.items():
+            rows = np.resize(x, (batch, *x.shape[1:])) if x.ndim else x  # repeats the stored rows
+            case[name] = stream.normal(rows.shape).astype(x.dtype) if x.dtype.kind == "f" else np.ascontiguousarray(rows)
+        cases[label] = case
+    return cases
+
+
 def torch_rows(mv: ModelVersion, checkpoint: str | Path) -> list[parity.ParityRow]:
-    """torch (re-run from the checkpoint) against ONNX Runtime on the stored reference inputs."""
+    """torch (re-run from the checkpoint) against ONNX Runtime, every referenced
+    graph, on the stored reference inputs and on fresh ones (:func:`fresh_cases`)."""
     from seedlock.core.sessions import create_session
     from seedlock.export.common import as_checkpoint
 
@@ -95,11 +118,12 @@ def torch_rows(mv: ModelVersion, checkpoint: str | Path) -> list[parity.ParityRo
     rows: list[parity.ParityRow] = []
     for role, entry in sorted(ref.get("graphs", {}).items()):
         session = create_session(mv.path(role))
-        feeds = {t: np.load(mv.folder / f, allow_pickle=False) for t, f in entry["inputs"].items()}
+        stored = {t: np.load(mv.folder / f, allow_pickle=False) for t, f in entry["inputs"].items()}
         names = list(entry["outputs"])
-        want = graphs[role](feeds)
-        got = session.run(names, feeds)
-        rows += [parity.compare(f"{role}/{t} torch vs onnxruntime", want[t], g, tolerance) for t, g in zip(names, got)]
+        for label, feeds in fresh_cases(stored).items():
+            want = graphs[role](feeds)
+            got = session.run(names, feeds)
+            rows += [parity.compare(f"{role}/{t} {label}: torch vs onnxruntime", want[t], g, tolerance) for t, g in zip(names, got)]
     return rows
 
 

@@ -128,7 +128,7 @@ def _check_export(run_dir, repo, name):
     assert all(r.ok for r in rows)
     cases = {r.case for r in rows}
     assert {"captioning/greedy caption tokens", f"captioning/beam{ref['beam']} caption tokens"} <= cases
-    assert {f"{g}/{t} torch vs onnxruntime" for g in ("encoder", "decoder_step") for t in manifest.reference["graphs"][g]["outputs"]} <= cases
+    assert {f"{g}/{t} {c}: torch vs onnxruntime" for g in ("encoder", "decoder_step") for t in manifest.reference["graphs"][g]["outputs"] for c in ("stored", "fresh b1", "fresh b3")} <= cases
     return folder
 
 

@@ -257,7 +257,7 @@ def test_cli_export_verify_against_the_checkpoint(trained, exported):
     assert proc.returncode == 0, proc.stderr
     assert "verify: PASS" in proc.stdout
     for role, tensor in (("encoder", "memory"), ("decoder_step", "pitch_logits")):
-        assert f"{role}/{tensor} torch vs onnxruntime" in proc.stdout
+        assert f"{role}/{tensor} stored: torch vs onnxruntime" in proc.stdout and f"{role}/{tensor} fresh b3: torch vs onnxruntime" in proc.stdout
 
 
 def test_export_twice_is_byte_identical(trained, exported, tmp_path):

@@ -67,8 +67,9 @@ def test_failed_parity_writes_nothing(tmp_path, tiny_checkpoint):
 def test_verify_passes_then_catches_tampering(tmp_path, tiny_checkpoint):
     folder = export_segmenter(tiny_checkpoint, tmp_path, log=lambda _: None).folder
     rows = verify_model(tmp_path / "segmenter", checkpoint=tiny_checkpoint, log=lambda _: None)
-    assert [r.case for r in rows] == ["model/logits stored reference", "model/logits torch vs onnxruntime"]
-    assert all(r.ok for r in rows)
+    assert rows[0].case == "model/logits stored reference" and all(r.ok for r in rows) and len(rows) >= 4
+    assert [r.case for r in rows[1:]] == [f"model/logits {c}: torch vs onnxruntime" for c in ("stored", "fresh b1", "fresh b3")]
+    assert [r.shape[0] for r in rows[1:]] == [1, 1, 3]
     # a changed reference output is caught by its digest before any parity runs
     ref = np.load(folder / REF_OUT)
     np.save(folder / REF_OUT, ref + 1.0)

@@ -249,7 +249,7 @@ def test_export_verify_cli(exported, run_each):
     assert "model/image stored reference" in proc.stdout and "latents(seed 20201, count 4)" in proc.stdout
     proc = run_cli("export", "verify", str(repo / "fp"), "--checkpoint", str(run_each), env={"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
-    assert "verify: PASS" in proc.stdout and "model/image torch vs onnxruntime" in proc.stdout and "FAIL" not in proc.stdout
+    assert "verify: PASS" in proc.stdout and "model/image fresh b3: torch vs onnxruntime" in proc.stdout and "FAIL" not in proc.stdout
 
 
 def test_verify_checks_the_latent_rule(exported):
