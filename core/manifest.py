@@ -75,6 +75,9 @@ class Manifest:
     # {tensor: file.npy}} run through each graph, ``tolerance`` on them, and
     # ``task``: the answer the task's whole pipeline gave (captions, a melody).
     reference: dict[str, Any] = field(default_factory=dict)
+    # How the graphs' sessions must be built for these answers:
+    # ``intra_op_threads`` (see seedlock.core.sessions.DEFAULT_MODEL_THREADS).
+    session: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     # -- serialization -------------------------------------------------
@@ -130,6 +133,16 @@ class Manifest:
         """The model digest echoed in responses: sha256 over the canonical manifest,
         which itself pins every file's sha256."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    @property
+    def intra_op_threads(self) -> int:
+        """The per-session intra-op thread count the model's answers are pinned to."""
+        from seedlock.core.sessions import DEFAULT_MODEL_THREADS
+
+        value = self.session.get("intra_op_threads", DEFAULT_MODEL_THREADS)
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 256:
+            raise ManifestError(f"model {self.name!r}: session.intra_op_threads {value!r} is not a thread count (1..256)")
+        return value
 
     def graph(self, role: str = "model") -> GraphSpec:
         try:

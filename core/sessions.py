@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -32,6 +32,14 @@ ALIASES = {"trt": TENSORRT, "tensorrt": TENSORRT, "cuda": CUDA, "gpu": CUDA, "cp
 # "tensorrt": the same, but a model without an engine is worth a warning;
 # "onnxruntime": ignore engines.
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
+# Intra-op threads of a model's sessions unless its manifest records another
+# count. ONNX Runtime's last bits depend on how many threads split a kernel,
+# so the count belongs to the model (written at export), not to the host: a
+# server scales by running more instances, never by changing it. One thread,
+# because with two a row's bytes also depend on the batch it is in (measured on
+# the tiny U-Net: rows differ in batches of 2, 4, 7 and 8, padded or not); with
+# one they are identical at every batch size and position.
+DEFAULT_MODEL_THREADS = 1
 
 
 def default_threads() -> int:
@@ -75,7 +83,7 @@ class SessionConfig:
     """How every session of a server is built."""
 
     providers: tuple[str, ...] = (CPU,)
-    intra_op_threads: int = field(default_factory=default_threads)
+    intra_op_threads: int = DEFAULT_MODEL_THREADS
     inter_op_threads: int = 1
     # Spinning intra-op threads cut latency but burn cores that gRPC threads need
     # under concurrent load; off unless asked for.

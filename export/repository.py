@@ -16,38 +16,47 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from seedlock.core.dtypes import manifest_to_triton
+from seedlock.core import model_config
 from seedlock.core.errors import UserError
-from seedlock.core.manifest import Manifest, TensorSpec, record_files
+from seedlock.core.manifest import Manifest, record_files
+from seedlock.core.sessions import DEFAULT_MODEL_THREADS
 
 
-def _tensor_block(kind: str, tensors: list[TensorSpec]) -> str:
-    items = []
-    for t in tensors:
-        dims = ", ".join(str(d) for d in t.shape)
-        items.append(f'  {{\n    name: "{t.name}"\n    data_type: {manifest_to_triton(t.dtype)}\n    dims: [ {dims} ]\n  }}')
-    return f"{kind} [\n" + ",\n".join(items) + "\n]\n"
+def config_pbtxt(manifest: Manifest, max_batch_size: int | None = None) -> str:
+    """Triton's model configuration for the manifest (see :func:`seedlock.core.model_config.build`)."""
+    return model_config.to_text(model_config.build(manifest, max_batch_size))
 
 
-def config_pbtxt(manifest: Manifest, platform: str = "onnxruntime_onnx") -> str:
-    """Triton model configuration for the manifest's ``model`` graph.
+def runtime_reference(manifest: Manifest, folder: Path) -> list[str]:
+    """Run each reference input through ONNX Runtime as the server will (the
+    model's pinned thread count, CPU) and store the outputs beside the torch
+    ones, so a server can tell whether it reproduces the export host's bytes
+    (``bit_exact_with_export``). Returns the files written."""
+    graphs = manifest.reference.get("graphs", {})
+    if not graphs:
+        return []
+    import numpy as np
 
-    The batch axis is part of ``dims`` (-1), so ``max_batch_size`` is 0.
-    Multi-graph models (encoder + decoder step) are driven by seedlock's own
-    task services; their config names the first graph only, for inspection.
-    """
-    role = "model" if "model" in manifest.graphs else sorted(manifest.graphs)[0]
-    graph = manifest.graphs[role]
-    text = (
-        f'name: "{manifest.name}"\n'
-        f'platform: "{platform}"\n'
-        "max_batch_size: 0\n"
-        + _tensor_block("input", graph.inputs)
-        + _tensor_block("output", graph.outputs)
-        + f'default_model_filename: "{graph.file}"\n'
-        + 'parameters {\n  key: "seedlock_task"\n  value: { string_value: "' + manifest.task + '" }\n}\n'
-    )
-    return text
+    from seedlock.core.sessions import SessionConfig, create_session
+
+    config = SessionConfig(intra_op_threads=manifest.intra_op_threads)
+    written: list[str] = []
+    stored: dict[str, dict[str, str]] = {}
+    for role, entry in sorted(graphs.items()):
+        graph = manifest.graphs.get(role)
+        if graph is None or not (folder / graph.file).is_file():
+            continue
+        session = create_session(folder / graph.file, config)
+        inputs = {tensor: np.load(folder / name, allow_pickle=False) for tensor, name in entry["inputs"].items()}
+        names = sorted(entry["outputs"])
+        stored[role] = {}
+        for tensor, array in zip(names, session.run(names, inputs)):
+            name = f"reference.runtime.{role}.{tensor}.npy"
+            np.save(folder / name, np.ascontiguousarray(array), allow_pickle=False)
+            stored[role][tensor] = name
+            written.append(name)
+    manifest.reference["runtime"] = stored
+    return written
 
 
 def write_model_version(
@@ -66,12 +75,16 @@ def write_model_version(
     for role, graph in manifest.graphs.items():
         if graph.file not in files:
             raise ValueError(f"graph {role!r} names {graph.file!r}, which is not among the files to write")
+    # The thread count the export's own parity sessions ran with (the default
+    # session settings): the answers the manifest vouches for are pinned to it.
+    manifest.session = {"intra_op_threads": DEFAULT_MODEL_THREADS, **manifest.session}
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{manifest.version}.", dir=model_dir))
     try:
         for name, data in files.items():
             (staging / name).write_bytes(data)
-        record_files(manifest, staging, list(files))
+        names = list(files) + runtime_reference(manifest, staging)
+        record_files(manifest, staging, names)
         manifest.save(staging)
         if final.exists():
             shutil.rmtree(final)
@@ -80,5 +93,5 @@ def write_model_version(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    (model_dir / "config.pbtxt").write_text(config_pbtxt(manifest))
+    (model_dir / model_config.CONFIG_NAME).write_text(config_pbtxt(manifest))
     return final

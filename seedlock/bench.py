@@ -76,6 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     benches = parser.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
     for task in tasks.TASKS:
         task.module("bench").register_bench(benches)
-    from seedlock import backends_bench
+    from seedlock import backends_bench, bench_scheduler
 
     backends_bench.register_bench(benches)
+    bench_scheduler.register_bench(benches)

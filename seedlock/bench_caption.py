@@ -68,7 +68,7 @@ def _bench_caption(args: argparse.Namespace) -> int:
     import onnxruntime as ort
 
     from seedlock.bench import write_report
-    from seedlock.bench_segment import _Server
+    from seedlock.bench_segment import _Server, serve_command
     from seedlock.clients.captioning import CaptioningClient
     from seedlock.core.manifest import ManifestError
     from seedlock.core.sessions import SessionConfig, default_threads, resolve_providers
@@ -96,8 +96,8 @@ def _bench_caption(args: argparse.Namespace) -> int:
     del captioner  # free its sessions before the server loads its own
 
     served: dict[str, dict[str, Any]] = {}
-    server_args = SimpleNamespace(repository=args.repository, model=args.model, providers=args.providers, model_concurrency=None)
-    server = _Server(server_args, threads, workers=4)
+    server_args = SimpleNamespace(repository=args.repository, model=args.model, providers=args.providers, instances=None)
+    server = _Server(serve_command(server_args, threads, workers=4))
     try:
         with CaptioningClient(server.address, timeout=120.0, model=args.model) as client:
             for label, beam in MODES:

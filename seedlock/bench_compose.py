@@ -55,7 +55,7 @@ def _bench_compose(args: argparse.Namespace) -> int:
         raise UserError(f"--length is over the model's limit of {spec.length_limit}")
 
     server = start_server(args.repository, host="127.0.0.1", port=0, models=[args.model],
-                          intra_op_threads=args.threads, workers=4)
+                          threads=args.threads, workers=4)
     try:
         with CompositionClient(server.address, timeout=300, retry=NO_RETRY, model=args.model) as client:
             request = client.request(genre=genre, length=args.length, seed=args.seed, version=args.version)

@@ -138,19 +138,25 @@ def _synthetic_png(size: int, seed: int = 0) -> bytes:
     return encode_png(np.clip(img, 0, 255).astype(np.uint8))
 
 
-class _Server:
-    """``seedlock serve`` in a subprocess on a free port."""
+def serve_command(args: argparse.Namespace, threads: int, workers: int) -> list[str]:
+    """``seedlock serve`` of ``args.model`` from ``args.repository`` on a free port."""
+    cmd = [
+        sys.executable, "-m", "seedlock", "serve", "--repository", str(args.repository), "--models", args.model,
+        "--host", "127.0.0.1", "--port", "0", "--threads", str(threads), "--workers", str(workers),
+        "--max-queue", str(max(128, workers)), "--grace", "5",
+    ]
+    if getattr(args, "providers", None):
+        cmd += ["--providers", args.providers]
+    if getattr(args, "instances", None):
+        cmd += ["--instances", str(args.instances)]
+    return cmd
 
-    def __init__(self, args: argparse.Namespace, threads: int, workers: int) -> None:
-        cmd = [
-            sys.executable, "-m", "seedlock", "serve", "--repository", str(args.repository), "--models", args.model,
-            "--host", "127.0.0.1", "--port", "0", "--threads", str(threads), "--workers", str(workers),
-            "--max-inflight", str(workers), "--grace", "5",
-        ]
-        if args.providers:
-            cmd += ["--providers", args.providers]
-        if args.model_concurrency:
-            cmd += ["--model-concurrency", str(args.model_concurrency)]
+
+class _Server:
+    """A server command (``seedlock serve``, or any that prints "listening on
+    ADDRESS") in a subprocess on a free port."""
+
+    def __init__(self, cmd: list[str]) -> None:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.address = self._wait_for_address(timeout=120.0)
 
@@ -231,7 +237,7 @@ def _bench_serve(args: argparse.Namespace) -> int:
 
     served = {}
     workers = max(16, max(levels))
-    server = _Server(args, threads, workers)
+    server = _Server(serve_command(args, threads, workers))
     try:
         clients: list[SegmentationClient] = []
         timings: list[Any] = []
@@ -272,7 +278,7 @@ def _bench_serve(args: argparse.Namespace) -> int:
         "image_size": [args.size, args.size],
         "model_input_size": spec.size,
         "threads": threads,
-        "model_concurrency": args.model_concurrency or "server default",
+        "instances": args.instances or "server default",
         "providers": providers,
         "requests_per_level": n,
         "warmup_per_thread": warm,
@@ -334,9 +340,10 @@ def register_bench(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--requests", type=int, default=200, help="timed requests per concurrency level (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed requests per thread first (default: %(default)s)")
     parser.add_argument("--concurrency", type=_levels, default=[1, 4, 16], help="levels, comma separated (default: 1,4,16)")
-    parser.add_argument("--threads", type=int, default=0, help="intra-op threads, in-process and server (default: all cores)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="the server's thread budget (`seedlock serve --threads`; default: all cores); sessions use the model's own count")
     parser.add_argument("--providers", default=None, help="execution providers, as for `seedlock serve`")
-    parser.add_argument("--model-concurrency", type=int, default=None, help="as for `seedlock serve` (default: its default)")
+    parser.add_argument("--instances", type=int, default=None, help="as for `seedlock serve` (default: its default)")
     parser.add_argument("--json", default=None, help="write the report here")
     parser.set_defaults(func=_bench_serve)
 

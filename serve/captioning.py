@@ -7,15 +7,18 @@ decoder of :mod:`seedlock.core.caption_decoding` that training's evaluation,
 the export check and ``export verify`` use too, so the same image and parameters give
 the same captions in-process, through the server and from the torch reference.
 
-Every request is decoded on its own (one image, its beams as the batch): ONNX
-Runtime's last bits depend on the batch size, so merging requests would make an
-answer depend on what else the server was doing.
+Every request is decoded on its own (one image, its beams as the batch) on one
+instance of the model's scheduler: a beam search is a pipeline of graph calls,
+so no other request's rows ever share its calls and its answer cannot depend
+on what else the server was doing.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -32,6 +35,7 @@ from seedlock.protos.seedlock.v1 import captioning_pb2, captioning_pb2_grpc, com
 from seedlock.serve.errors import check_deadline, invalid, rpc
 from seedlock.serve.repository import Registry, TaskModels
 from seedlock.serve.runtime import ModelRuntime, load_runtime
+from seedlock.serve.scheduler import deadline_from
 
 SERVICE_NAME = captioning_pb2.DESCRIPTOR.services_by_name["Captioning"].full_name
 DEFAULT_BEAM = 3
@@ -134,21 +138,22 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
         self.models = TaskModels(registry, CaptioningSpec.TASK, "captioning", CaptionModel.from_runtime)
 
     @rpc
-    def Caption(self, request: captioning_pb2.CaptionRequest, context: grpc.ServicerContext) -> captioning_pb2.CaptionResponse:
+    async def Caption(self, request: captioning_pb2.CaptionRequest, context: grpc.aio.ServicerContext) -> captioning_pb2.CaptionResponse:
+        deadline = deadline_from(context.time_remaining())
         runtime, captioner = self.models.resolve(request.model_name, request.model_version)
         beam = _param(request, "beam_size", DEFAULT_BEAM)
         max_length = _param(request, "max_length", DEFAULT_MAX_LENGTH)
         n = _param(request, "num_captions", DEFAULT_CAPTIONS)
         dec = captioner.spec.decoder
-        try:  # parameters first: a bad request never waits for a slot
+        try:  # parameters first: a bad request never queues
             check_params(beam, max_length, n, dec.max_beam, dec.max_length)
         except ValueError as exc:
             raise invalid(str(exc)) from None
         if not request.image:
             raise invalid("empty image: no bytes were sent")
-        check_deadline(context)
-        with self.registry.slot(runtime.name, context.time_remaining()):
-            out = captioner.caption_bytes(request.image, beam, max_length, n, before_step=lambda: check_deadline(context))
+        # A beam search is a pipeline of graph calls: one instance runs it whole.
+        job = partial(self._job, captioner, request.image, beam, max_length, n, deadline)
+        out = await self.registry.scheduler(runtime).call(job, deadline)
         return captioning_pb2.CaptionResponse(
             captions=[
                 captioning_pb2.Caption(text=text, tokens=list(c.tokens), log_prob=c.log_prob, finished=c.finished)
@@ -164,6 +169,11 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
             max_length=max_length,
         )
 
+    @staticmethod
+    def _job(captioner: CaptionModel, image: bytes, beam: int, max_length: int, n: int, deadline: float | None,
+             stop: threading.Event) -> CaptionOutcome:  # fmt: skip
+        return captioner.caption_bytes(image, beam, max_length, n, before_step=lambda: check_deadline(deadline, stop))
 
-def add_to_server(registry: Registry, server: grpc.Server) -> None:
+
+def add_to_server(registry: Registry, server: grpc.aio.Server) -> None:
     captioning_pb2_grpc.add_CaptioningServicer_to_server(CaptioningServicer(registry), server)

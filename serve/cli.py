@@ -16,13 +16,7 @@ def _names(value: str) -> list[str]:
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    from seedlock.serve.defaults import (
-        DEFAULT_GRACE_S,
-        DEFAULT_MAX_INFLIGHT,
-        DEFAULT_MAX_MESSAGE_BYTES,
-        DEFAULT_PORT,
-        DEFAULT_WORKERS,
-    )
+    from seedlock.serve.defaults import DEFAULT_GRACE_S, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_QUEUE, DEFAULT_PORT
 
     parser.add_argument("--repository", required=True, help="model repository folder (Triton layout, from `seedlock export`)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 for every interface (default: %(default)s)")
@@ -36,17 +30,23 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
                         "when this host can run it (same TensorRT, CUDA major and GPU as it was built with) and ONNX Runtime "
                         "otherwise, with a warning saying why; 'tensorrt' also warns about models without an engine; "
                         "'onnxruntime' ignores engines (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads per model session (default: the cores available)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads the models may use together (default: the cores available). Each model version runs "
+                        "threads / its intra-op threads instances; a session's own thread count is part of the model "
+                        "(its manifest), so this changes throughput, never an answer")
+    parser.add_argument("--instances", type=int, default=None,
+                        help="model calls per model version that run at once, over config.pbtxt's instance_group count "
+                        "(default: that count, else threads / the model's intra-op threads)")
     parser.add_argument("--inter-op-threads", type=int, default=1, help="inter-op threads per session (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="gRPC worker threads (default: %(default)s)")
-    parser.add_argument("--max-inflight", type=int, default=DEFAULT_MAX_INFLIGHT,
-                        help="requests per model running at once; more are refused with RESOURCE_EXHAUSTED (default: %(default)s)")
-    parser.add_argument("--model-concurrency", type=int, default=None,
-                        help="requests per model computing at once; the rest of the in-flight ones wait their turn "
-                        "(default: max(2, cores / threads))")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="threads decoding and encoding requests (images, music) off the event loop (default: max(2, cores))")
+    parser.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE,
+                        help="requests waiting per model version; more are refused at once with RESOURCE_EXHAUSTED "
+                        "(config.pbtxt's dynamic_batching.default_queue_policy.max_queue_size wins; default: %(default)s)")
     parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
                         help="largest request or response in bytes (default: %(default)s)")
-    parser.add_argument("--grace", type=float, default=DEFAULT_GRACE_S, help="seconds in-flight requests get to finish on SIGTERM (default: %(default)s)")
+    parser.add_argument("--grace", type=float, default=DEFAULT_GRACE_S,
+                        help="seconds queued and in-flight requests get to finish on SIGTERM (default: %(default)s)")
     parser.add_argument("--spin", action="store_true", help="let ONNX Runtime threads spin between ops (lower latency, more CPU)")
     parser.add_argument("--trt-cache", default=None, help="TensorRT engine cache folder (default: ~/.cache/seedlock/tensorrt)")
 
@@ -70,12 +70,12 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         models=args.models,
         providers=args.providers,
-        intra_op_threads=args.threads,
+        threads=args.threads,
         inter_op_threads=args.inter_op_threads,
         max_message_bytes=args.max_message_bytes,
-        max_inflight=args.max_inflight,
+        max_queue=args.max_queue,
         workers=args.workers,
-        model_concurrency=args.model_concurrency,
+        instances=args.instances,
         allow_spinning=args.spin,
         cache_dir=args.trt_cache,
         backend=args.backend,

@@ -15,16 +15,16 @@ the model graphs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
-import queue
 import re
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, AsyncIterator, Callable, Sequence
 
 import grpc
 import numpy as np
@@ -37,6 +37,7 @@ from seedlock.protos.seedlock.v1 import common_pb2, composition_pb2, composition
 from seedlock.serve.errors import check_deadline, invalid, rpc
 from seedlock.serve.repository import Registry, TaskModels
 from seedlock.serve.runtime import ModelRuntime
+from seedlock.serve.scheduler import deadline_from
 
 SERVICE_NAME = composition_pb2.DESCRIPTOR.services_by_name["Composition"].full_name
 # An event list primer longer than this is refused: the encoder reads only its
@@ -254,10 +255,6 @@ def response_message(
 
 
 # -- service ----------------------------------------------------------------------
-class _Stopped(Exception):
-    """Raised inside generation when the streaming caller has gone."""
-
-
 class CompositionServicer(composition_pb2_grpc.CompositionServicer):
     """``seedlock.v1.Composition``."""
 
@@ -270,71 +267,59 @@ class CompositionServicer(composition_pb2_grpc.CompositionServicer):
         return runtime, composer.spec, composer
 
     @rpc
-    def Compose(self, request: composition_pb2.ComposeRequest, context: grpc.ServicerContext) -> composition_pb2.ComposeResponse:
+    async def Compose(self, request: composition_pb2.ComposeRequest, context: grpc.aio.ServicerContext) -> composition_pb2.ComposeResponse:
         t_start = time.perf_counter()
+        deadline = deadline_from(context.time_remaining())
         runtime, spec, composer = self._resolve(request)
-        job = parse_request(request, spec)
-        check_deadline(context)
+        job = await self.registry.offload(parse_request, request, spec)
 
-        def on_event(i: int, _event: np.ndarray) -> None:
-            if i % 16 == 15:  # long melodies: stop when the caller has given up
-                check_deadline(context)
+        def generate(stop: threading.Event) -> tuple[np.ndarray, int, float]:
+            def on_event(i: int, _event: np.ndarray) -> None:
+                if i % 16 == 15:  # long melodies: stop when the caller has given up
+                    check_deadline(deadline, stop)
 
-        with self.registry.slot(runtime.name, context.time_remaining()):
-            events, n_primer, infer_ms = run_job(composer, job, on_event)
-        out = finish(events, job, n_primer, infer_ms, t_start)
+            return run_job(composer, job, on_event)
+
+        events, n_primer, infer_ms = await self.registry.scheduler(runtime).call(generate, deadline)
+        out = await self.registry.offload(finish, events, job, n_primer, infer_ms, t_start)
         return response_message(runtime, job, out, request.request_id)
 
     @rpc
-    def ComposeStream(
-        self, request: composition_pb2.ComposeRequest, context: grpc.ServicerContext
-    ) -> Iterator[composition_pb2.ComposeStreamResponse]:
+    async def ComposeStream(
+        self, request: composition_pb2.ComposeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[composition_pb2.ComposeStreamResponse]:
         t_start = time.perf_counter()
+        deadline = deadline_from(context.time_remaining())
         runtime, spec, composer = self._resolve(request)
-        job = parse_request(request, spec)
-        check_deadline(context)
-        # The shared sampler reports events through a callback; a worker thread
-        # runs it so this generator can yield each event as it is chosen.
-        events_q: queue.Queue = queue.Queue()
-        stop = threading.Event()
-        done: dict[str, Any] = {}
+        job = await self.registry.offload(parse_request, request, spec)
+        # The shared sampler reports events through a callback on the instance
+        # thread; they cross to this coroutine through an asyncio queue.
+        loop = asyncio.get_running_loop()
+        events_q: asyncio.Queue = asyncio.Queue()
 
-        def on_event(i: int, event: np.ndarray) -> None:
-            if stop.is_set():
-                raise _Stopped()
-            events_q.put((i, event.copy()))
+        def generate(stop: threading.Event) -> tuple[np.ndarray, int, float]:
+            def on_event(i: int, event: np.ndarray) -> None:
+                check_deadline(deadline, stop)
+                loop.call_soon_threadsafe(events_q.put_nowait, (i, event.copy()))
 
-        def work() -> None:
-            try:
-                done["result"] = run_job(composer, job, on_event)
-            except BaseException as exc:  # noqa: BLE001 - handed to the RPC thread
-                done["error"] = exc
-            finally:
-                events_q.put(None)
+            return run_job(composer, job, on_event)
 
-        with self.registry.slot(runtime.name, context.time_remaining()):
-            worker = threading.Thread(target=work, name="seedlock-compose", daemon=True)
-            worker.start()
-            try:
-                while True:
-                    item = events_q.get()
-                    if item is None:
-                        break
-                    i, event = item
-                    (msg,) = events_to_messages(event[None])
-                    yield composition_pb2.ComposeStreamResponse(event=msg, index=i)
-                    check_deadline(context)
-            finally:
-                stop.set()  # the caller left early (or a deadline passed): end generation too
-                worker.join()
-        if "error" in done:
-            raise done["error"]
-        events, n_primer, infer_ms = done["result"]
-        out = finish(events, job, n_primer, infer_ms, t_start)
+        task = asyncio.ensure_future(self.registry.scheduler(runtime).call(generate, deadline))
+        task.add_done_callback(lambda _t: events_q.put_nowait(None))
+        try:
+            while (item := await events_q.get()) is not None:
+                i, event = item
+                (msg,) = events_to_messages(event[None])
+                yield composition_pb2.ComposeStreamResponse(event=msg, index=i)
+            events, n_primer, infer_ms = await task
+        finally:
+            if not task.done():  # the caller left early: cancelling sets the job's stop flag
+                task.cancel()
+        out = await self.registry.offload(finish, events, job, n_primer, infer_ms, t_start)
         yield composition_pb2.ComposeStreamResponse(result=response_message(runtime, job, out, request.request_id), index=len(events))
 
 
-def add_to_server(registry: Registry, server: grpc.Server) -> None:
+def add_to_server(registry: Registry, server: grpc.aio.Server) -> None:
     composition_pb2_grpc.add_CompositionServicer_to_server(CompositionServicer(registry), server)
 
 

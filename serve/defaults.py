@@ -3,6 +3,5 @@ quick (no onnxruntime import)."""
 
 DEFAULT_PORT = 8001  # Triton's gRPC port, so v2 clients find us where they look
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-DEFAULT_WORKERS = 16
-DEFAULT_MAX_INFLIGHT = 16
+DEFAULT_MAX_QUEUE = 128  # requests waiting per model version before RESOURCE_EXHAUSTED
 DEFAULT_GRACE_S = 30.0

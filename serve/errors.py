@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import threading
+import time
 from typing import Any, Callable, TypeVar
 
 import grpc
@@ -50,13 +52,13 @@ def deadline_exceeded(message: str = "the request's deadline passed before the m
     return ServeError(grpc.StatusCode.DEADLINE_EXCEEDED, message)
 
 
-def check_deadline(context: grpc.ServicerContext) -> None:
-    """Stop early when the caller has given up: no point running the model."""
-    remaining = context.time_remaining()
-    if remaining is not None and remaining <= 0:
-        raise deadline_exceeded()
-    if not context.is_active():
+def check_deadline(deadline: float | None, stop: threading.Event | None = None) -> None:
+    """Between the steps of a long job: stop when the deadline (``time.monotonic()``)
+    has passed or the caller has gone."""
+    if stop is not None and stop.is_set():
         raise ServeError(grpc.StatusCode.CANCELLED, "the client cancelled the request")
+    if deadline is not None and time.monotonic() >= deadline:
+        raise deadline_exceeded("the request's deadline passed while the model was running; it was stopped")
 
 
 def _ort_invalid_argument() -> tuple[type[BaseException], ...]:
@@ -86,30 +88,38 @@ def status_of(exc: BaseException, method: str) -> tuple[grpc.StatusCode, str]:
 
 
 def rpc(method: F) -> F:
-    """Wrap a servicer method, unary or server-streaming (a generator): map
-    errors to statuses, never let one escape."""
+    """Wrap an async servicer method, unary or server-streaming (an async
+    generator): map errors to statuses, never let one escape."""
 
-    def fail(exc: Exception, context: grpc.ServicerContext) -> None:
+    async def fail(exc: Exception, context: grpc.aio.ServicerContext) -> None:
         code, message = status_of(exc, method.__name__)
         log.debug("%s -> %s: %s", method.__name__, code.name, message)
-        context.abort(code, message)
+        await context.abort(code, message)
 
-    if inspect.isgeneratorfunction(method):
+    if inspect.isasyncgenfunction(method):
 
         @functools.wraps(method)
-        def streaming(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        async def streaming(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
-                yield from method(self, request, context)
+                async for item in method(self, request, context):
+                    yield item
+            except grpc.aio.AbortError:
+                raise
             except Exception as exc:  # noqa: BLE001 - a bug must not take the server down
-                fail(exc, context)
+                await fail(exc, context)
 
         return streaming  # type: ignore[return-value]
 
+    if not inspect.iscoroutinefunction(method):
+        raise TypeError(f"{method.__qualname__}: servicer methods are async (the server is grpc.aio)")
+
     @functools.wraps(method)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            return method(self, request, context)
+            return await method(self, request, context)
+        except grpc.aio.AbortError:
+            raise
         except Exception as exc:  # noqa: BLE001 - a bug must not take the server down
-            fail(exc, context)
+            await fail(exc, context)
 
     return wrapper  # type: ignore[return-value]

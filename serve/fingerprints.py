@@ -5,23 +5,25 @@ Generate: ``z = spec.latents(seed, count)`` -> the ``model`` graph, the whole
 batch in one call -> ``spec.postprocess(image, g)`` -> one grey PNG per image,
 with the :class:`~seedlock.core.fingerprints.FingerprintSpec` the exporter
 wrote and ``export verify`` reads (the same functions training's sample grids
-use). Each request runs on its
-own batch (never merged with another request's): ONNX Runtime's last bits can
-depend on the batch, so merging would make an answer depend on the server's load.
+use). The model's scheduler may run a request's rows with other requests'
+rows in one call, only where the load-time proof showed every row's bytes
+are the same alone and batched (seedlock.serve.proofs).
 
 Compare needs no model. It is served whenever the server runs, addressed by
-no model name, and bounded by its own in-flight and concurrency limits (the
-server's ``max_inflight`` and per-model concurrency), plus limits on images per
+no model name, and queued on a scheduler of its own (the server's queue
+bound, one call per instance), plus limits on images per
 set and on total work, so one request cannot hold the cores for minutes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import grpc
 import numpy as np
@@ -33,10 +35,10 @@ from seedlock.core.repository import load_version
 from seedlock.core.sessions import SessionConfig
 from seedlock.core.similarity import BINARIZE_THRESHOLD, compare_sets
 from seedlock.protos.seedlock.v1 import common_pb2, fingerprints_pb2, fingerprints_pb2_grpc
-from seedlock.serve.admission import Admission
 from seedlock.serve.errors import check_deadline, invalid, rpc
 from seedlock.serve.repository import Registry, TaskModels
 from seedlock.serve.runtime import ModelRuntime, load_runtime
+from seedlock.serve.scheduler import deadline_from
 
 SERVICE_NAME = fingerprints_pb2.DESCRIPTOR.services_by_name["Fingerprints"].full_name
 
@@ -70,45 +72,38 @@ class FingerprintModel:
     def from_runtime(cls, runtime: ModelRuntime) -> "FingerprintModel":
         return cls(runtime, FingerprintSpec.from_manifest(runtime.manifest))
 
-    def generate(
-        self,
-        count: int,
-        seed: int,
-        quality: str = "",
-        before_infer: Callable[[], None] | None = None,
-    ) -> GenerateOutcome:
-        """``count`` images for ``seed``. Bad parameters raise ``ValueError``
-        (before the model runs); ``before_infer`` may raise to stop (an
-        expired deadline)."""
-        spec = self.spec
-        spec.check_count(count)
+    def check(self, count: int, seed: int, quality: str = "") -> tuple[int, str]:
+        """Validate a request; ``ValueError`` before the model runs. Returns the
+        generator index and the quality name used."""
+        self.spec.check_count(count)
         if not 0 <= seed <= MAX_SEED:
             raise ValueError(f"seed must be 0 to 2**64 - 1, got {seed}")
-        index, used = spec.quality_index(quality)
+        return self.spec.quality_index(quality)
+
+    def finish(self, out: np.ndarray, count: int, seed: int, index: int, used: str, timing: dict[str, float]) -> GenerateOutcome:
+        """Generator output -> grey images and their PNGs."""
         t0 = time.perf_counter()
-        z = spec.latents(seed, count)
-        t1 = time.perf_counter()
-        if before_infer is not None:
-            before_infer()
-        (out,) = self.runtime.run({spec.input_name: z}, [spec.output_name])
-        t2 = time.perf_counter()
         if len(out) != count:  # a broken graph is the server's fault (INTERNAL), not the caller's
             raise RuntimeError(f"model returned {len(out)} images for a request of {count}")
         try:
-            images = spec.postprocess(out, index)
+            images = self.spec.postprocess(out, index)
         except ValueError as exc:
             raise RuntimeError(str(exc)) from None
         pngs = [encode_png(im) for im in images]
-        t3 = time.perf_counter()
-        ms = 1e3
-        timing = {
-            "decode_ms": 0.0,
-            "preprocess_ms": (t1 - t0) * ms,
-            "infer_ms": (t2 - t1) * ms,
-            "postprocess_ms": (t3 - t2) * ms,
-            "total_ms": (t3 - t0) * ms,
-        }
+        timing = {"decode_ms": 0.0, **timing, "postprocess_ms": (time.perf_counter() - t0) * 1e3}
+        timing["total_ms"] = timing["preprocess_ms"] + timing["infer_ms"] + timing["postprocess_ms"]
         return GenerateOutcome(images, pngs, seed, used, timing)
+
+    def generate(self, count: int, seed: int, quality: str = "") -> GenerateOutcome:
+        """``count`` images for ``seed``, in-process (what the service runs,
+        minus the scheduler). Bad parameters raise ``ValueError``."""
+        index, used = self.check(count, seed, quality)
+        t0 = time.perf_counter()
+        z = self.spec.latents(seed, count)
+        t1 = time.perf_counter()
+        (out,) = self.runtime.run({self.spec.input_name: z}, [self.spec.output_name])
+        timing = {"preprocess_ms": (t1 - t0) * 1e3, "infer_ms": (time.perf_counter() - t1) * 1e3}
+        return self.finish(out, count, seed, index, used, timing)
 
 
 def load_generator(repository: str | Path, name: str, version: int | None = None, config: SessionConfig | None = None) -> FingerprintModel:
@@ -213,37 +208,49 @@ class FingerprintsServicer(fingerprints_pb2_grpc.FingerprintsServicer):
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.models = TaskModels(registry, FingerprintSpec.TASK, "fingerprint", FingerprintModel.from_runtime)
-        # Compare belongs to no model, so it gets bounds of its own, sized like one model's.
-        self.compare_admission = Admission("Compare", registry.max_inflight, registry.concurrency)
+        # Compare belongs to no model, so it gets a scheduler of its own.
+        self.compare = registry.add_scheduler("Compare", "Fingerprints.Compare")
 
     @rpc
-    def Generate(self, request: fingerprints_pb2.GenerateRequest, context: grpc.ServicerContext) -> fingerprints_pb2.GenerateResponse:
+    async def Generate(self, request: fingerprints_pb2.GenerateRequest, context: grpc.aio.ServicerContext) -> fingerprints_pb2.GenerateResponse:
+        deadline = deadline_from(context.time_remaining())
         runtime, model = self.models.resolve(request.model_name, request.model_version)
         seed = int(request.seed) if request.HasField("seed") else secrets.randbits(_FRESH_SEED_BITS)
-        try:  # parameters first: a bad request never waits for a slot
-            model.spec.check_count(request.count)
-            model.spec.quality_index(request.quality)
+        try:  # parameters first: a bad request never queues
+            index, used = model.check(request.count, seed, request.quality)
         except ValueError as exc:
             raise invalid(str(exc)) from None
-        check_deadline(context)
-        with self.registry.slot(runtime.name, context.time_remaining()):
-            out = model.generate(request.count, seed, request.quality, before_infer=lambda: check_deadline(context))
-        size = model.spec.image_size
+        scheduler = self.registry.scheduler(runtime)
+        spec = model.spec
+        t0 = time.perf_counter()
+        z = await self.registry.offload(spec.latents, seed, request.count)
+        t1 = time.perf_counter()
+        # Rows past the model's batch limit go as several calls; each row's
+        # latents come from the request's own seed, so the split changes no image.
+        limit = scheduler.batching.max_batch_size or len(z)
+        parts = await asyncio.gather(*(
+            scheduler.infer({spec.input_name: z[i:i + limit]}, [spec.output_name], deadline) for i in range(0, len(z), limit)
+        ))
+        out = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+        timing = {"preprocess_ms": (t1 - t0) * 1e3, "infer_ms": (time.perf_counter() - t1) * 1e3}
+        result = await self.registry.offload(model.finish, out, request.count, seed, index, used, timing)
+        size = spec.image_size
         return fingerprints_pb2.GenerateResponse(
-            images_png=out.pngs,
-            seed=out.seed,
-            quality=out.quality,
+            images_png=result.pngs,
+            seed=result.seed,
+            quality=result.quality,
             model_name=runtime.name,
             model_version=runtime.version,
             model_digest=runtime.digest,
-            timing=common_pb2.Timing(**out.timing),
+            timing=common_pb2.Timing(**result.timing),
             request_id=request.request_id,
             width=size,
             height=size,
         )
 
     @rpc
-    def Compare(self, request: fingerprints_pb2.CompareRequest, context: grpc.ServicerContext) -> fingerprints_pb2.CompareResponse:
+    async def Compare(self, request: fingerprints_pb2.CompareRequest, context: grpc.aio.ServicerContext) -> fingerprints_pb2.CompareResponse:
+        deadline = deadline_from(context.time_remaining())
         threshold = int(request.binarize_threshold) if request.HasField("binarize_threshold") else BINARIZE_THRESHOLD
         try:
             check_threshold(threshold)
@@ -254,21 +261,23 @@ class FingerprintsServicer(fingerprints_pb2_grpc.FingerprintsServicer):
                     raise ValueError(f"{label} has {len(images)} images; the limit is {MAX_SET_IMAGES} per set")
         except ValueError as exc:
             raise invalid(str(exc)) from None
-        check_deadline(context)
-        with self.compare_admission.slot(context.time_remaining()):
+
+        def job(stop: threading.Event) -> tuple[dict[str, Any], dict[str, float]]:
             t0 = time.perf_counter()
             try:
                 a, b, timing = decode_sets(request.set_a, request.set_b)
             except ValueError as exc:  # ImageError included: both name the image at fault
                 raise invalid(str(exc)) from None
-            check_deadline(context)
+            check_deadline(deadline, stop)
             t1 = time.perf_counter()
             result = compare_sets(a, b, threshold=threshold)
             t2 = time.perf_counter()
-        ms = 1e3
-        timing.update(preprocess_ms=0.0, infer_ms=(t2 - t1) * ms, postprocess_ms=0.0, total_ms=(t2 - t0) * ms)
+            timing.update(preprocess_ms=0.0, infer_ms=(t2 - t1) * 1e3, postprocess_ms=0.0, total_ms=(t2 - t0) * 1e3)
+            return result, timing
+
+        result, timing = await self.compare.call(job, deadline)
         return compare_response(result, threshold, timing, request.request_id)
 
 
-def add_to_server(registry: Registry, server: grpc.Server) -> None:
+def add_to_server(registry: Registry, server: grpc.aio.Server) -> None:
     fingerprints_pb2_grpc.add_FingerprintsServicer_to_server(FingerprintsServicer(registry), server)

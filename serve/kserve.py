@@ -12,9 +12,10 @@ from seedlock.core.manifest import TensorSpec
 from seedlock.core.version import VERSION as __version__
 from seedlock.protos.inference import grpc_service_pb2 as pb
 from seedlock.protos.inference import grpc_service_pb2_grpc as pb_grpc
-from seedlock.serve.errors import check_deadline, invalid, not_found, rpc
+from seedlock.serve.errors import exhausted, invalid, not_found, rpc
 from seedlock.serve.repository import Registry, parse_version
 from seedlock.serve.runtime import ModelRuntime
+from seedlock.serve.scheduler import deadline_from
 from seedlock.serve.tensors import from_raw, from_typed, set_typed, v2_datatype
 
 SERVER_NAME = "seedlock"
@@ -39,21 +40,22 @@ def _wants_typed(request: pb.ModelInferRequest) -> bool:
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, registry: Registry, extensions: list[str], is_ready: Callable[[], bool]) -> None:
+    def __init__(self, registry: Registry, extensions: list[str], is_ready: Callable[[], bool], max_message_bytes: int = 0) -> None:
         self.registry = registry
+        self.max_message_bytes = max_message_bytes
         self.extensions = extensions
         self.is_ready = is_ready
 
     @rpc
-    def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.ServicerContext) -> pb.ServerLiveResponse:
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
     @rpc
-    def ServerReady(self, request: pb.ServerReadyRequest, context: grpc.ServicerContext) -> pb.ServerReadyResponse:
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self.is_ready())
 
     @rpc
-    def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.ServicerContext) -> pb.ModelReadyResponse:
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext) -> pb.ModelReadyResponse:
         # Like Triton: an unknown or refused model is "not ready", not an error.
         number = parse_version(request.version)
         versions = self.registry.runtimes.get(request.name, {})
@@ -61,11 +63,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ModelReadyResponse(ready=ready and self.is_ready())
 
     @rpc
-    def ServerMetadata(self, request: pb.ServerMetadataRequest, context: grpc.ServicerContext) -> pb.ServerMetadataResponse:
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext) -> pb.ServerMetadataResponse:
         return pb.ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=self.extensions)
 
     @rpc
-    def ModelMetadata(self, request: pb.ModelMetadataRequest, context: grpc.ServicerContext) -> pb.ModelMetadataResponse:
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext) -> pb.ModelMetadataResponse:
         runtime = self.registry.get(request.name, request.version)
         graph = self._graph(runtime)
         return pb.ModelMetadataResponse(
@@ -120,22 +122,53 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return feeds
 
     @rpc
-    def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext) -> pb.ModelInferResponse:
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
+        deadline = deadline_from(context.time_remaining())
         if not request.model_name:
             raise not_found("model_name is empty")
         runtime = self.registry.get(request.model_name, request.model_version)
         graph = self._graph(runtime)
-        feeds = self._inputs(runtime, request)
         known = [t.name for t in graph.outputs]
         names = [o.name for o in request.outputs] or known
         unknown = [n for n in names if n not in known]
         if unknown:
             raise invalid(f"model {runtime.name!r} has no output(s) {', '.join(unknown)} (outputs: {', '.join(known)})")
+        scheduler = self.registry.scheduler(runtime)
+        feeds = await self.registry.offload(self._inputs, runtime, request)
+        self._check_response_size(runtime, feeds, names)
+        results = await scheduler.infer(feeds, names, deadline)
+        return await self.registry.offload(self._response, runtime, request, names, results)
+
+    def _check_response_size(self, runtime: ModelRuntime, feeds: dict[str, np.ndarray], names: list[str]) -> None:
+        """Refuse before compute a response whose size follows from the input
+        shapes and is over the message limit (each -1 output axis taken from the
+        first input's axis at the same place: the batch, a U-Net's H and W)."""
+        limit = self.max_message_bytes
+        if not limit:
+            return
+        specs = {t.name: t for t in self._graph(runtime).outputs}
+        first = next(iter(feeds.values()))
+        total = 0
+        for name in names:
+            spec = specs[name]
+            dims = []
+            for i, d in enumerate(spec.shape):
+                if d >= 0:
+                    dims.append(d)
+                elif i < first.ndim:
+                    dims.append(first.shape[i])
+                else:
+                    return  # its size does not follow from the input: checked after compute
+            total += int(np.prod(dims, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
+        if total > limit:
+            raise exhausted(
+                f"the response would be {total} bytes, over the server's message limit of {limit} "
+                "(--max-message-bytes); send a smaller batch or smaller inputs"
+            )
+
+    @staticmethod
+    def _response(runtime: ModelRuntime, request: pb.ModelInferRequest, names: list[str], results: list[np.ndarray]) -> pb.ModelInferResponse:
         typed = _wants_typed(request)
-        check_deadline(context)
-        with self.registry.slot(runtime.name, context.time_remaining()):
-            check_deadline(context)
-            results = runtime.run(feeds, names)
         response = pb.ModelInferResponse(model_name=runtime.name, model_version=str(runtime.version), id=request.id)
         for name, array in zip(names, results):
             array = np.asarray(array)

@@ -7,35 +7,59 @@ version that fails is refused with its reason logged and kept for
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ContextManager, Generic, Sequence, TypeVar
+from typing import Any, Callable, Generic, Sequence, TypeVar
 
-from seedlock.core import tasks
+from seedlock.core import model_config, tasks
 from seedlock.core.errors import UserError
 from seedlock.core.manifest import Manifest, ManifestError
 from seedlock.core.repository import load_version, model_names, version_numbers
-from seedlock.core.sessions import SessionConfig
-from seedlock.serve.admission import Admission
+from seedlock.core.sessions import SessionConfig, default_threads
+from seedlock.serve import proofs
+from seedlock.serve.defaults import DEFAULT_MAX_QUEUE
 from seedlock.serve.errors import invalid, not_found, unavailable
 from seedlock.serve.runtime import ModelRuntime, load_runtime
+from seedlock.serve.scheduler import Batching, ModelScheduler
+
+T = TypeVar("T")
 
 log = logging.getLogger("seedlock.serve")
 
 
 @dataclass
+class Serving:
+    """How a loaded model version is scheduled, and what its load-time proofs found."""
+
+    batching: Batching
+    batching_reason: str
+    instances: int
+    max_queue: int
+    bit_exact: bool
+    bit_exact_detail: str
+
+
+@dataclass
 class Registry:
     """The loaded models: ``runtimes[name][version]``, refusals with reasons,
-    and one in-flight bound per model."""
+    and, once :meth:`start` ran on the server's event loop, one scheduler per
+    model version. ``cpu`` runs request decoding and encoding off the loop."""
 
     repository: Path
     config: SessionConfig
-    max_inflight: int
-    concurrency: int = 2
+    threads: int  # CPU threads the models' instances share (--threads)
+    max_queue: int = DEFAULT_MAX_QUEUE
+    instances: int | None = None  # --instances: per model version, over config.pbtxt
+    workers: int = 4
     runtimes: dict[str, dict[int, ModelRuntime]] = field(default_factory=dict)
     refused: dict[str, dict[int | None, str]] = field(default_factory=dict)
-    admission: dict[str, Admission] = field(default_factory=dict)
+    serving: dict[tuple[str, int], Serving] = field(default_factory=dict)
+    schedulers: dict[tuple[str, int], ModelScheduler] = field(default_factory=dict)
+    extra_schedulers: dict[str, ModelScheduler] = field(default_factory=dict)
+    cpu: ThreadPoolExecutor | None = None
 
     def names(self) -> list[str]:
         return sorted(set(self.runtimes) | set(self.refused))
@@ -67,9 +91,62 @@ class Registry:
             raise unavailable(f"model {name!r} version {number} was refused at load: {refused[number]}")
         raise not_found(f"model {name!r} has no version {number} (ready: {sorted(versions) or 'none'})")
 
-    def slot(self, name: str, timeout: float | None = None) -> ContextManager[None]:
-        """Admit one request to the model (see :class:`~seedlock.serve.admission.Admission`)."""
-        return self.admission[name].slot(timeout)
+    # -- scheduling ------------------------------------------------------------
+    def start(self) -> None:
+        """Create and start the schedulers (on the running event loop)."""
+        self.cpu = ThreadPoolExecutor(max_workers=max(1, self.workers), thread_name_prefix="seedlock-cpu")
+        for name, versions in self.runtimes.items():
+            for number, runtime in versions.items():
+                serving = self.serving[(name, number)]
+                label = f"model {name!r}" if len(versions) == 1 else f"model {name!r} version {number}"
+                run = lambda feeds, outputs, rt=runtime: rt.run(feeds, outputs)  # noqa: E731 - looked up per call
+                scheduler = ModelScheduler(label, run, serving.batching, serving.instances, serving.max_queue)
+                scheduler.start()
+                self.schedulers[(name, number)] = scheduler
+
+    def add_scheduler(self, key: str, label: str, instances: int | None = None) -> ModelScheduler:
+        """A scheduler for work that belongs to no model (``Fingerprints.Compare``)."""
+        scheduler = ModelScheduler(label, None, Batching(), instances or max(1, self.threads), self.max_queue)
+        scheduler.start()
+        self.extra_schedulers[key] = scheduler
+        return scheduler
+
+    def scheduler(self, runtime: ModelRuntime) -> ModelScheduler:
+        return self.schedulers[(runtime.name, runtime.version)]
+
+    async def drain(self, grace: float | None) -> None:
+        every = [*self.schedulers.values(), *self.extra_schedulers.values()]
+        await asyncio.gather(*(s.drain(grace) for s in every))
+        if self.cpu is not None:
+            self.cpu.shutdown(wait=False, cancel_futures=True)
+
+    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU work of a request (decoding, encoding) off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.cpu, lambda: fn(*args))
+
+
+def plan_serving(runtime: ModelRuntime, registry: Registry) -> Serving:
+    """Read the model's ``config.pbtxt``, choose its instances, and run the
+    load-time proofs (:mod:`seedlock.serve.proofs`)."""
+    manifest, folder = runtime.manifest, runtime.folder
+    where = f"{manifest.name}/{model_config.CONFIG_NAME}"
+    settings = model_config.scheduling(model_config.read(folder.parent), manifest, where)
+    limit = settings.max_batch_size
+    if settings.dynamic_batching and limit > 1:
+        graph = manifest.graph("model")
+        proof = proofs.prove_batching(runtime.run, graph, proofs.proof_templates(manifest, folder), limit)
+        mode, reason = proof.mode, proof.reason
+    elif limit:
+        mode, reason = "off", "config.pbtxt has no dynamic_batching block: one request per call"
+    else:
+        mode, reason = "off", "max_batch_size is 0: one request per call"
+    batching = Batching(mode, limit, settings.max_queue_delay_us / 1e6, settings.preferred_batch_sizes)
+    instances = registry.instances or settings.instance_count or max(1, registry.threads // manifest.intra_op_threads)
+    exact, detail = proofs.bit_exact_with_export(runtime.sessions, manifest, folder)
+    log_fn = log.info if mode != "off" or not settings.dynamic_batching else log.warning
+    log_fn("%s v%d: batching %s (%s); %d instance(s) x %d thread(s); bit_exact_with_export=%s (%s)",
+           manifest.name, manifest.version, mode, reason, instances, manifest.intra_op_threads, exact, detail)
+    return Serving(batching, reason, instances, settings.max_queue_size or registry.max_queue, exact, detail)
 
 
 def check_task(manifest: Manifest) -> None:
@@ -100,11 +177,14 @@ def load_repository(
     repository: str | Path,
     config: SessionConfig,
     models: Sequence[str] | None = None,
-    max_inflight: int = 16,
-    concurrency: int = 2,
+    threads: int | None = None,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    instances: int | None = None,
+    workers: int = 4,
 ) -> Registry:
-    """Verify and load the repository's models (all, or those named).
-    ``concurrency``: requests per model computing at once (see :meth:`Registry.slot`)."""
+    """Verify and load the repository's models (all, or those named), read
+    their ``config.pbtxt`` and prove their batching (see :func:`plan_serving`).
+    ``threads``: the CPU threads the models' instances share (default: the cores)."""
     root = Path(repository)
     try:
         available = model_names(root)
@@ -115,9 +195,8 @@ def load_repository(
         if unknown:
             raise UserError(f"model(s) {', '.join(unknown)} not in {root} (it has: {', '.join(available) or 'nothing'})")
         available = [m for m in available if m in models]
-    registry = Registry(root, config, max_inflight, max(1, concurrency))
+    registry = Registry(root, config, threads or default_threads(), max_queue, instances, workers)
     for name in available:
-        registry.admission[name] = Admission(f"model {name!r}", max_inflight, registry.concurrency)
         try:
             versions = version_numbers(root, name)
         except ManifestError as exc:
@@ -132,6 +211,7 @@ def load_repository(
                 mv = load_version(root, name, number)
                 check_task(mv.manifest)
                 runtime = load_runtime(mv.manifest, mv.folder, config)
+                serving = plan_serving(runtime, registry)
             except (ManifestError, ValueError) as exc:
                 registry.refused.setdefault(name, {})[number] = str(exc)
                 log.error("refused %s version %d: %s", name, number, exc)
@@ -142,14 +222,12 @@ def load_repository(
                 log.error("refused %s version %d: %s", name, number, reason)
                 continue
             registry.runtimes.setdefault(name, {})[number] = runtime
+            registry.serving[(name, number)] = serving
             log.info(
                 "loaded %s version %d (%s, digest %s…) on %s",
                 name, number, runtime.task, runtime.digest[:12], ", ".join(runtime.providers),
             )
     return registry
-
-
-T = TypeVar("T")
 
 
 class TaskModels(Generic[T]):

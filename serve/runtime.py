@@ -8,7 +8,7 @@ export trt``) are used.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
@@ -111,6 +111,9 @@ def load_runtime(manifest: Manifest, folder: Path, config: SessionConfig) -> Mod
     """A session per graph: the recorded TensorRT engine when the backend allows
     it and this host can run it, else the ONNX graph through ONNX Runtime (with
     a warning saying why, when an engine was expected)."""
+    # The model's pinned thread count, whatever the host or --threads: the
+    # server scales by instances, never by changing a session's arithmetic.
+    config = replace(config, intra_op_threads=manifest.intra_op_threads)
     sessions: dict[str, GraphSession] = {}
     for role, spec in sorted(manifest.graphs.items()):
         if not spec.file.endswith(".onnx"):

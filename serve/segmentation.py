@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 import grpc
 import numpy as np
@@ -18,9 +17,10 @@ import numpy as np
 from seedlock.core.imaging import decode_image, encode_png
 from seedlock.core.segmentation import SegmentationSpec, class_counts
 from seedlock.protos.seedlock.v1 import common_pb2, segmentation_pb2, segmentation_pb2_grpc
-from seedlock.serve.errors import check_deadline, rpc
+from seedlock.serve.errors import rpc
 from seedlock.serve.repository import Registry, TaskModels
 from seedlock.serve.runtime import ModelRuntime
+from seedlock.serve.scheduler import deadline_from
 
 TASK = "segmentation"
 SERVICE_NAME = segmentation_pb2.DESCRIPTOR.services_by_name["Segmentation"].full_name
@@ -34,36 +34,35 @@ class SegmentOutcome:
     timing: dict[str, float]  # milliseconds
 
 
-def segment_image(
-    runtime: ModelRuntime,
-    spec: SegmentationSpec,
-    data: bytes,
-    before_infer: Callable[[], None] | None = None,
-) -> SegmentOutcome:
-    """Run the whole pipeline on encoded image bytes. ``before_infer`` may
-    raise to stop before the model runs (an expired deadline)."""
+def prepare(spec: SegmentationSpec, data: bytes) -> tuple[np.ndarray, list, dict[str, float]]:
+    """Encoded image bytes -> the model input (1, 3, S, S), how to undo its letterbox, timings."""
     t0 = time.perf_counter()
     image = decode_image(data)
     t1 = time.perf_counter()
     x, boxes = spec.preprocess(image)
     t2 = time.perf_counter()
-    if before_infer is not None:
-        before_infer()
-    (logits,) = runtime.run({spec.input_name: x}, [spec.output_name])
-    t3 = time.perf_counter()
+    return x, boxes, {"decode_ms": (t1 - t0) * 1e3, "preprocess_ms": (t2 - t1) * 1e3}
+
+
+def finish(spec: SegmentationSpec, logits: np.ndarray, boxes: list, timing: dict[str, float]) -> SegmentOutcome:
+    """Logits -> the mask at the image's size, its PNG and class counts."""
+    t0 = time.perf_counter()
     (mask,) = spec.postprocess(logits, boxes)
     png = encode_png(mask)
     counts = class_counts(mask, spec.num_classes)
-    t4 = time.perf_counter()
-    ms = 1e3
-    timing = {
-        "decode_ms": (t1 - t0) * ms,
-        "preprocess_ms": (t2 - t1) * ms,
-        "infer_ms": (t3 - t2) * ms,
-        "postprocess_ms": (t4 - t3) * ms,
-        "total_ms": (t4 - t0) * ms,
-    }
+    timing = {**timing, "postprocess_ms": (time.perf_counter() - t0) * 1e3}
+    timing["total_ms"] = sum(timing[k] for k in ("decode_ms", "preprocess_ms", "infer_ms", "postprocess_ms"))
     return SegmentOutcome(mask, png, counts, timing)
+
+
+def segment_image(runtime: ModelRuntime, spec: SegmentationSpec, data: bytes) -> SegmentOutcome:
+    """The whole pipeline in-process on encoded image bytes (what the service
+    runs, minus the scheduler)."""
+    x, boxes, timing = prepare(spec, data)
+    t0 = time.perf_counter()
+    (logits,) = runtime.run({spec.input_name: x}, [spec.output_name])
+    timing["infer_ms"] = (time.perf_counter() - t0) * 1e3
+    return finish(spec, logits, boxes, timing)
 
 
 class SegmentationServicer(segmentation_pb2_grpc.SegmentationServicer):
@@ -74,11 +73,15 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServicer):
         self.models = TaskModels(registry, TASK, "segmentation", lambda rt: SegmentationSpec.from_manifest(rt.manifest))
 
     @rpc
-    def Segment(self, request: segmentation_pb2.SegmentRequest, context: grpc.ServicerContext) -> segmentation_pb2.SegmentResponse:
+    async def Segment(self, request: segmentation_pb2.SegmentRequest, context: grpc.aio.ServicerContext) -> segmentation_pb2.SegmentResponse:
+        deadline = deadline_from(context.time_remaining())
         runtime, spec = self.models.resolve(request.model_name, request.model_version)
-        check_deadline(context)
-        with self.registry.slot(runtime.name, context.time_remaining()):
-            out = segment_image(runtime, spec, request.image, before_infer=lambda: check_deadline(context))
+        scheduler = self.registry.scheduler(runtime)
+        x, boxes, timing = await self.registry.offload(prepare, spec, request.image)
+        t0 = time.perf_counter()
+        (logits,) = await scheduler.infer({spec.input_name: x}, [spec.output_name], deadline)
+        timing["infer_ms"] = (time.perf_counter() - t0) * 1e3  # queueing included: what the caller waited
+        out = await self.registry.offload(finish, spec, logits, boxes, timing)
         h, w = out.mask.shape
         return segmentation_pb2.SegmentResponse(
             mask_png=out.mask_png,
@@ -94,5 +97,5 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServicer):
         )
 
 
-def add_to_server(registry: Registry, server: grpc.Server) -> None:
+def add_to_server(registry: Registry, server: grpc.aio.Server) -> None:
     segmentation_pb2_grpc.add_SegmentationServicer_to_server(SegmentationServicer(registry), server)

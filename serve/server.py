@@ -7,10 +7,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -26,7 +25,7 @@ from seedlock.core.version import VERSION as __version__
 from seedlock.protos import pool
 from seedlock.protos.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from seedlock.protos.seedlock.v1 import models_pb2, models_pb2_grpc
-from seedlock.serve.defaults import DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_WORKERS
+from seedlock.serve.defaults import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_QUEUE
 from seedlock.serve.errors import rpc
 from seedlock.serve.kserve import InferenceServicer
 from seedlock.serve.repository import Registry, load_repository
@@ -46,13 +45,14 @@ def service_names() -> tuple[str, ...]:
 
 
 class ModelsServicer(models_pb2_grpc.ModelsServicer):
-    """``seedlock.v1.Models``: what is loaded, refused, and on which providers."""
+    """``seedlock.v1.Models``: what is loaded, refused, on which providers, and
+    how each version is scheduled (its load-time proofs)."""
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
 
     @rpc
-    def ListModels(self, request: models_pb2.ListModelsRequest, context: grpc.ServicerContext) -> models_pb2.ListModelsResponse:
+    async def ListModels(self, request: models_pb2.ListModelsRequest, context: grpc.aio.ServicerContext) -> models_pb2.ListModelsResponse:
         reg = self.registry
         response = models_pb2.ListModelsResponse(server_version=__version__, providers=list(reg.config.providers))
         for name in reg.names():
@@ -60,38 +60,40 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
             entries = [(v, rt, None) for v, rt in reg.runtimes.get(name, {}).items()]
             entries += [(v if v is not None else 0, None, why) for v, why in reg.refused.get(name, {}).items()]
             for number, rt, why in sorted(entries, key=lambda e: e[0]):
-                if rt is not None:
-                    info.versions.add(
-                        version=number, ready=True, task=rt.task, digest=rt.digest,
-                        providers=rt.providers, labels=rt.manifest.labels,
-                    )
-                else:
+                if rt is None:
                     info.versions.add(version=number, ready=False, reason=why)
+                    continue
+                serving = reg.serving[(name, number)]
+                info.versions.add(
+                    version=number, ready=True, task=rt.task, digest=rt.digest,
+                    providers=rt.providers, labels=rt.manifest.labels,
+                    max_batch_size=serving.batching.max_batch_size, batching=serving.batching.mode,
+                    batching_reason=serving.batching_reason, preferred_batch_sizes=list(serving.batching.preferred),
+                    bit_exact_with_export=serving.bit_exact, bit_exact_detail=serving.bit_exact_detail,
+                    intra_op_threads=rt.manifest.intra_op_threads, instances=serving.instances,
+                    max_queue_size=serving.max_queue,
+                )
         return response
-
-
-def default_concurrency(intra_op_threads: int) -> int:
-    """Requests per model computing at once: enough to overlap one request's
-    Python pre/post-processing with another's model run, few enough that the
-    cores are not oversubscribed."""
-    return max(2, default_threads() // max(1, intra_op_threads))
 
 
 def _bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-@dataclass
 class RunningServer:
-    """A started server. ``address`` is ``host:port`` for clients."""
+    """A started server, its asyncio event loop running on a thread of its own.
+    ``address`` is ``host:port`` for clients."""
 
-    server: grpc.Server
-    registry: Registry
-    health: health.HealthServicer
-    host: str
-    port: int
-    executor: ThreadPoolExecutor
-    _draining: threading.Event = field(default_factory=threading.Event)
+    def __init__(self, registry: Registry, host: str) -> None:
+        self.registry = registry
+        self.host = host
+        self.port = 0
+        self.server: grpc.aio.Server | None = None
+        self.health = health.aio.HealthServicer()
+        self.loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self._draining = threading.Event()
+        self._stopped = threading.Event()
 
     @property
     def address(self) -> str:
@@ -103,18 +105,28 @@ class RunningServer:
         return not self._draining.is_set() and bool(self.registry.ready_names())
 
     def stop(self, grace: float | None = 5.0) -> None:
-        """Drain: health NOT_SERVING, refuse new requests, let in-flight ones
-        finish (up to ``grace`` seconds), then stop. Blocks until stopped."""
+        """Drain: health NOT_SERVING, refuse new requests, let queued and
+        in-flight ones finish (up to ``grace`` seconds), then stop. Blocks until stopped."""
+        if self._stopped.is_set():
+            return
         if not self._draining.is_set():
             self._draining.set()
-            self.health.enter_graceful_shutdown()
-            log.info("draining: no new requests; waiting up to %ss for in-flight ones", grace)
-        self.server.stop(grace).wait()
-        self.executor.shutdown(wait=True)
+            log.info("draining: no new requests; waiting up to %ss for queued and in-flight ones", grace)
+        asyncio.run_coroutine_threadsafe(self._shutdown(grace), self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if self._thread is not None:
+            self._thread.join()
+        self.loop.close()
+        self._stopped.set()
+
+    async def _shutdown(self, grace: float | None) -> None:
+        await self.health.enter_graceful_shutdown()
+        assert self.server is not None
+        await asyncio.gather(self.server.stop(grace), self.registry.drain(grace))
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the server stops (or ``timeout``); True when it has stopped."""
-        return self.server.wait_for_termination(timeout)
+        return self._stopped.wait(timeout)
 
     def __enter__(self) -> "RunningServer":
         return self
@@ -129,17 +141,25 @@ def start_server(
     port: int = 0,
     models: Sequence[str] | None = None,
     providers: str | Sequence[str] | None = None,
-    intra_op_threads: int | None = None,
+    threads: int | None = None,
     inter_op_threads: int = 1,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-    max_inflight: int = DEFAULT_MAX_INFLIGHT,
-    workers: int = DEFAULT_WORKERS,
-    model_concurrency: int | None = None,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    workers: int | None = None,
+    instances: int | None = None,
     allow_spinning: bool = False,
     cache_dir: str | None = None,
     backend: str = "auto",
 ) -> RunningServer:
     """Load the repository and serve it on ``host:port`` (0: a free port).
+
+    ``threads``: CPU threads the models may use together (default: the cores);
+    each model version runs ``threads // its intra-op threads`` instances
+    unless its ``config.pbtxt`` (``instance_group``) or ``instances`` says
+    otherwise. A session's own thread count is the model's (its manifest), so
+    no flag here changes an answer. ``max_queue``: requests waiting per model
+    version before RESOURCE_EXHAUSTED (``config.pbtxt``'s ``max_queue_size``
+    wins). ``workers``: threads decoding and encoding requests.
 
     ``backend``: "auto" serves a graph through its TensorRT engine (``seedlock
     export trt``) when this host can run it, else through ONNX Runtime;
@@ -149,77 +169,105 @@ def start_server(
     Raises :class:`UserError` when nothing can be served (no repository, no
     loadable model, port taken) or a flag is wrong.
     """
-    if workers < 1:
-        raise UserError("--workers must be at least 1")
-    if max_inflight < 0:
-        raise UserError("--max-inflight must be 0 or more")
+    for flag, value in (("--threads", threads), ("--instances", instances), ("--workers", workers)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be at least 1, got {value}")
+    if max_queue < 1:
+        raise UserError(f"--max-queue must be at least 1, got {max_queue}")
     chosen = resolve_providers(providers)
     config = SessionConfig(
         providers=tuple(chosen),
-        intra_op_threads=intra_op_threads or default_threads(),
         inter_op_threads=inter_op_threads,
         allow_spinning=allow_spinning,
         cache_dir=cache_dir,
         explicit_providers=bool(providers),
         backend=backend,
     )
+    budget = threads or default_threads()
     log.info(
-        "backend %s; onnxruntime %s; execution providers %s (available: %s); %d intra-op thread(s)",
-        backend, ort.__version__, ", ".join(chosen), ", ".join(ort.get_available_providers()), config.intra_op_threads,
+        "backend %s; onnxruntime %s; execution providers %s (available: %s); %d thread(s) for model instances",
+        backend, ort.__version__, ", ".join(chosen), ", ".join(ort.get_available_providers()), budget,
     )
-    concurrency = model_concurrency or default_concurrency(config.intra_op_threads)
-    registry = load_repository(repository, config, models=models, max_inflight=max_inflight, concurrency=concurrency)
+    registry = load_repository(repository, config, models=models, threads=budget, max_queue=max_queue,
+                               instances=instances, workers=workers or max(2, default_threads()))  # fmt: skip
     if not registry.ready_names():
         reasons = "; ".join(f"{n}: {'; '.join(r.values())}" for n, r in registry.refused.items()) or "it holds no model"
         raise UserError(f"no model in {repository} could be loaded ({reasons})")
 
-    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seedlock-rpc")
-    server = grpc.server(
-        executor,
+    running = RunningServer(registry, host)
+    started = threading.Event()
+    failure: list[BaseException] = []
+
+    def main() -> None:
+        asyncio.set_event_loop(running.loop)
+        try:
+            running.loop.run_until_complete(_start(running, host, port, max_message_bytes))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            failure.append(exc)
+            started.set()
+            return
+        started.set()
+        running.loop.run_forever()
+
+    running._thread = threading.Thread(target=main, name="seedlock-server", daemon=True)
+    running._thread.start()
+    started.wait()
+    if failure:
+        running._thread.join()
+        running.loop.close()
+        raise failure[0]
+    log.info(
+        "serving %d model(s) [%s] on %s (providers: %s)",
+        len(registry.ready_names()), ", ".join(registry.ready_names()), running.address,
+        ", ".join(_used_providers(registry)),
+    )
+    return running
+
+
+def _used_providers(registry: Registry) -> list[str]:
+    return sorted({p for versions in registry.runtimes.values() for rt in versions.values() for p in rt.providers[:1]})
+
+
+async def _start(running: RunningServer, host: str, port: int, max_message_bytes: int) -> None:
+    """Build, bind and start the grpc.aio server on the running loop."""
+    registry = running.registry
+    # No maximum_concurrent_rpcs: a waiting request costs a coroutine, not a
+    # thread, and each model's queue bound refuses overload; health is never
+    # refused for load.
+    server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
         ],
-        # Beyond this many RPCs in the server at once, gRPC answers
-        # RESOURCE_EXHAUSTED instead of queueing without bound.
-        maximum_concurrent_rpcs=2 * workers + 8,
     )
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    running = RunningServer(server, registry, health_servicer, host, 0, executor)
-
-    used_providers = sorted({p for versions in registry.runtimes.values() for rt in versions.values() for p in rt.providers[:1]})
-    extensions = ["seedlock.v1", "health", "reflection"] + [f"provider:{p}" for p in used_providers]
+    running.server = server
+    registry.start()
+    extensions = ["seedlock.v1", "health", "reflection"] + [f"provider:{p}" for p in _used_providers(registry)]
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(registry, extensions, lambda: running.ready), server
+        InferenceServicer(registry, extensions, lambda: running.ready, max_message_bytes), server
     )
     for task in tasks.TASKS:  # one seedlock.v1 service per task of the table
         task.module("serve").add_to_server(registry, server)
     models_pb2_grpc.add_ModelsServicer_to_server(ModelsServicer(registry), server)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(running.health, server)
     # Reflection describes services from seedlock's private descriptor pool
     # (see seedlock.protos.pool), so the standard ones are added to it too.
     pool.include(health_pb2.DESCRIPTOR)
     pool.include(reflection_pb2.DESCRIPTOR)
     reflection.enable_server_reflection(service_names(), server, pool=pool.POOL)
-
+    address = _bind_address(host, port)
     try:
-        bound = server.add_insecure_port(_bind_address(host, port))
+        bound = server.add_insecure_port(address)
     except RuntimeError as exc:
-        executor.shutdown(wait=False)
-        raise UserError(f"cannot listen on {_bind_address(host, port)}: {exc}") from None
+        await registry.drain(0)
+        raise UserError(f"cannot listen on {address}: {exc}") from None
     if bound == 0:
-        executor.shutdown(wait=False)
-        raise UserError(f"cannot listen on {_bind_address(host, port)} (address in use or not available)")
+        await registry.drain(0)
+        raise UserError(f"cannot listen on {address} (address in use or not available)")
     running.port = bound
-
     for name in registry.names():
         status = health_pb2.HealthCheckResponse.SERVING if registry.runtimes.get(name) else health_pb2.HealthCheckResponse.NOT_SERVING
-        health_servicer.set(name, status)
-    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    server.start()
-    log.info(
-        "serving %d model(s) [%s] on %s (providers: %s)",
-        len(registry.ready_names()), ", ".join(registry.ready_names()), running.address, ", ".join(used_providers),
-    )
-    return running
+        await running.health.set(name, status)
+    await running.health.set("", health_pb2.HealthCheckResponse.SERVING)
+    await server.start()

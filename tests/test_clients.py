@@ -23,7 +23,7 @@ from seedlock.serve.server import start_server
 def server(tmp_path_factory):
     repo = tmp_path_factory.mktemp("clientrepo")
     make_segmenter_repository(repo, name="segmenter")
-    running = start_server(repo, intra_op_threads=1, workers=4)
+    running = start_server(repo, threads=1, workers=4)
     yield running
     running.stop(grace=1.0)
 

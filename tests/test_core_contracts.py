@@ -85,9 +85,40 @@ def test_load_version_errors(tmp_path):
         load_version(tmp_path, "nope")
 
 
-def test_config_pbtxt_lists_tensors():
-    text = config_pbtxt(make_manifest())
-    assert 'name: "image"' in text and "TYPE_FP32" in text and "dims: [ -1, 4, -1, -1 ]" in text
+def test_config_pbtxt_is_a_triton_model_config_with_batching():
+    from seedlock.core import model_config
+
+    manifest = make_manifest()
+    config = model_config.parse(config_pbtxt(manifest))
+    assert config.name == "m" and config.platform == "onnxruntime_onnx" and config.max_batch_size == 8
+    # With max_batch_size > 0, Triton's dims leave out the batch axis.
+    assert [(t.name, list(t.dims)) for t in config.input] == [("image", [3, -1, -1])]
+    assert [(t.name, list(t.dims)) for t in config.output] == [("logits", [4, -1, -1])]
+    assert list(config.dynamic_batching.preferred_batch_size) == [4, 8]
+    assert config.parameters["intra_op_thread_count"].string_value == str(manifest.intra_op_threads)
+    settings = model_config.scheduling(config, manifest)
+    assert (settings.max_batch_size, settings.preferred_batch_sizes, settings.dynamic_batching) == (8, (4, 8), True)
+    # The same text through Triton's own generated ModelConfig, where tritonclient is installed.
+    triton = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+    from google.protobuf import text_format
+
+    theirs = text_format.Parse(config_pbtxt(manifest), triton.ModelConfig())
+    assert theirs.max_batch_size == 8 and list(theirs.input[0].dims) == [3, -1, -1]
+
+
+def test_config_pbtxt_errors_name_the_file_and_the_field():
+    from seedlock.core import model_config
+    from seedlock.core.manifest import ManifestError
+
+    manifest = make_manifest()
+    with pytest.raises(ManifestError, match="x/config.pbtxt: not a Triton model configuration"):
+        model_config.parse("max_batch_size: many", "x/config.pbtxt")
+    with pytest.raises(ManifestError, match="preferred_batch_size \\[16\\] outside 1..max_batch_size \\(8\\)"):
+        model_config.scheduling(model_config.parse("max_batch_size: 8 dynamic_batching { preferred_batch_size: 16 }"), manifest)
+    with pytest.raises(ManifestError, match="name 'other' is not the model's folder name 'm'"):
+        model_config.scheduling(model_config.parse('name: "other"'), manifest)
+    # Fields seedlock does not model are skipped, as Triton extensions are.
+    assert model_config.parse("max_batch_size: 4 optimization { priority: PRIORITY_MAX }").max_batch_size == 4
 
 
 def test_image_codec_round_trip_and_errors():

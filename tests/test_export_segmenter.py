@@ -9,25 +9,32 @@ from conftest import make_tiny_checkpoint, run_cli
 
 from seedlock.core.manifest import Manifest
 from seedlock.core.repository import load_version
+from seedlock.core.sessions import SessionConfig, create_session
 from seedlock.export.onnx_export import ExportError
 from seedlock.export.segmenter import export_segmenter
 from seedlock.export.verify import verify_model
 from seedlock.train.checkpoint import load_checkpoint
 
 REF_IN, REF_OUT = "reference.model.image.npy", "reference.model.logits.npy"  # the stored seeded reference
+REF_RT = "reference.runtime.model.logits.npy"  # ONNX Runtime's bytes for REF_IN on the export host
 
 
 def test_repository_layout_and_manifest(segmenter_repository, tiny_checkpoint):
     model_dir = segmenter_repository / "segmenter"
     assert sorted(p.name for p in model_dir.iterdir()) == ["1", "config.pbtxt"]
     files = sorted(p.name for p in (model_dir / "1").iterdir())
-    assert files == ["manifest.json", "model.onnx", REF_IN, REF_OUT]
+    assert files == ["manifest.json", "model.onnx", REF_IN, REF_OUT, REF_RT]
     m = Manifest.load(model_dir / "1")
     assert m.task == "segmentation" and m.name == "segmenter" and m.version == 1
     assert m.graphs["model"].inputs[0].shape == [-1, 3, -1, -1]
     assert m.graphs["model"].outputs[0].shape[0] == -1
-    assert set(m.files) == {"model.onnx", REF_IN, REF_OUT}
+    assert set(m.files) == {"model.onnx", REF_IN, REF_OUT, REF_RT}
     assert m.reference["graphs"] == {"model": {"inputs": {"image": REF_IN}, "outputs": {"logits": REF_OUT}}}
+    assert m.reference["runtime"] == {"model": {"logits": REF_RT}} and m.session == {"intra_op_threads": 1}
+    # The runtime reference is what ONNX Runtime gives here, pinned threads, byte for byte.
+    session = create_session(model_dir / "1" / "model.onnx", SessionConfig(intra_op_threads=m.intra_op_threads))
+    got = session.run(["logits"], {"image": np.load(model_dir / "1" / REF_IN)})[0]
+    assert got.tobytes() == np.load(model_dir / "1" / REF_RT).tobytes()
     assert m.reference["tolerance"] == 1e-4 and "reference" not in m.preprocess and "reference" not in m.postprocess
     assert m.preprocess["size"] == 32 and m.preprocess["divisor"] == 4 and m.preprocess["resize"] == "letterbox"
     assert m.labels == load_checkpoint(tiny_checkpoint).labels

@@ -199,7 +199,8 @@ def test_export_matches_torch_on_serving_latents(exported, run_each):
     assert "reference" not in m.preprocess and "reference" not in m.postprocess
     graph_ref = m.reference["graphs"]["model"]
     assert graph_ref == {"inputs": {"latent": "reference.model.latent.npy"}, "outputs": {"image": "reference.model.image.npy"}}
-    assert sorted(m.files) == ["model.onnx", "reference.model.image.npy", "reference.model.latent.npy"]
+    assert sorted(m.files) == ["model.onnx", "reference.model.image.npy", "reference.model.latent.npy", "reference.runtime.model.image.npy"]
+    assert m.reference["runtime"] == {"model": {"image": "reference.runtime.model.image.npy"}}
     np.testing.assert_array_equal(np.load(mv.folder / graph_ref["inputs"]["latent"]), latents(20201, 4, 16))
     assert m.reference["task"] == {"latents": {"seed": 20201, "count": 4, "file": "reference.model.latent.npy"}}
 
@@ -236,7 +237,7 @@ def test_reexport_is_byte_identical(exported, run_each, tmp_path):
     assert result.folder == tmp_path / "again" / "fp" / "1" and result.details["uint8_mismatch_pixels"] >= 0
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(tmp_path / "again") for p in (tmp_path / "again").rglob("*") if p.is_file())
-    assert len(files) == 5  # config.pbtxt, manifest.json, model.onnx and the two reference arrays
+    assert len(files) == 6  # config.pbtxt, manifest.json, model.onnx, the two torch reference arrays and ONNX Runtime's output
     for rel in files:
         assert (first / rel).read_bytes() == (tmp_path / "again" / rel).read_bytes(), rel
 

@@ -61,7 +61,7 @@ def test_every_core_serve_clients_module_imports_without_torch(no_torch_env):
     proc = run(no_torch_env, "-c", IMPORT_ALL)
     assert proc.returncode == 0, proc.stderr
     names = proc.stdout.split()[1:]
-    for expected in ("seedlock.serve.server", "seedlock.serve.admission", "seedlock.clients.cli", "seedlock.protos.inference.grpc_service_pb2"):
+    for expected in ("seedlock.serve.server", "seedlock.serve.scheduler", "seedlock.clients.cli", "seedlock.protos.inference.grpc_service_pb2"):
         assert expected in names
 
 

@@ -48,7 +48,7 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(trained):
-    running = start_server(trained[1], intra_op_threads=1, workers=8, max_inflight=32)
+    running = start_server(trained[1], threads=1, workers=8, max_queue=32)
     yield running
     running.stop(grace=1.0)
 

@@ -51,7 +51,7 @@ def composer_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(composer_model):
-    running = start_server(composer_model[1], intra_op_threads=1, workers=4)
+    running = start_server(composer_model[1], threads=1, workers=4)
     yield running
     running.stop(grace=1.0)
 

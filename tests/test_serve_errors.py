@@ -19,8 +19,6 @@ from seedlock.clients.errors import (
     ResourceExhausted,
     SeedlockError,
 )
-from seedlock.serve import segmentation as seg_module
-from seedlock.serve.errors import ServeError
 from seedlock.serve.server import start_server
 
 MAX_MESSAGE = 256 * 1024
@@ -34,7 +32,7 @@ def server(tmp_path_factory):
     make_segmenter_repository(repo, name="segmenter")
     make_segmenter_repository(repo, name="other", num_classes=3, seed=1)
     write_plain_model(repo, "plain")  # a task without a service: KServe v2 only
-    running = start_server(repo, intra_op_threads=1, workers=4, max_inflight=2, max_message_bytes=MAX_MESSAGE)
+    running = start_server(repo, threads=1, workers=4, max_queue=2, max_message_bytes=MAX_MESSAGE)
     yield running
     running.stop(grace=1.0)
 
@@ -164,72 +162,117 @@ def test_oversize_payload(seg, v2, good):
     still_good(seg, v2, good)
 
 
-def test_inflight_limit_answers_resource_exhausted_at_once(server, seg, v2, good):
-    slots = server.registry.admission["segmenter"]._slots
-    held = 0
-    try:
-        while slots.acquire(blocking=False):  # take every slot, as long requests would
-            held += 1
-            assert held <= 2
-        assert held == 2
-        with expect(ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED, "2 requests in flight"):
+class Held:
+    """Hold a model's runtime: every graph call blocks until :meth:`release`,
+    as long requests would; ``calls`` records the row count of each call."""
+
+    def __init__(self, server, model: str) -> None:
+        self.runtime = server.registry.get(model)
+        self.scheduler = server.registry.scheduler(self.runtime)
+        self.gate, self.running = threading.Event(), threading.Event()
+        self.calls: list[int] = []
+        self._real = self.runtime.run
+
+    def _run(self, feeds, outputs=None, role="model"):
+        self.calls.append(len(next(iter(feeds.values()))))
+        self.running.set()
+        assert self.gate.wait(60), "the test never released the model"
+        return self._real(feeds, outputs, role)
+
+    def __enter__(self) -> "Held":
+        self.runtime.run = self._run
+        return self
+
+    def release(self) -> None:
+        self.gate.set()
+
+    def __exit__(self, *exc) -> None:
+        self.gate.set()
+        del self.runtime.run  # back to the class's method
+
+    def wait_queued(self, n: int) -> None:
+        """Until ``n`` requests wait in the model's queue (polling the server's own state, no sleeps)."""
+        pause = threading.Event()
+        for _ in range(6000):
+            if self.scheduler.queued >= n:
+                return
+            pause.wait(0.005)
+        raise AssertionError(f"{self.scheduler.queued} requests queued, waited for {n}")
+
+
+def in_thread(fn, *args, **kwargs):
+    """Start ``fn`` on a thread; returns (thread, outcomes list: result or exception)."""
+    out: list = []
+
+    def run() -> None:
+        try:
+            out.append(fn(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - the test asserts on it
+            out.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, out
+
+
+def test_a_full_queue_answers_resource_exhausted_at_once_and_other_models_still_serve(server, seg, v2, good):
+    with Held(server, "segmenter") as held:
+        first, first_out = in_thread(v2.infer, "segmenter", {"image": GOOD_TENSOR})
+        assert held.running.wait(30)  # one request computing on the model's only instance
+        waiting = [in_thread(v2.infer, "segmenter", {"image": GOOD_TENSOR}) for _ in range(2)]
+        held.wait_queued(2)  # the queue bound (max_queue=2) is reached
+        with expect(ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED, "2 requests queued", "max_queue_size"):
             seg.segment(GOOD_IMAGE, model="segmenter")
-        with expect(ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED, "in flight"):
+        with expect(ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED, "queued"):
             v2.infer("segmenter", {"image": GOOD_TENSOR})
-        # Other models have their own bound.
+        # Other models have their own queue; the server's own calls never queue.
         assert seg.segment(GOOD_IMAGE, model="other").model_name == "other"
-    finally:
-        for _ in range(held):
-            slots.release()
+        assert v2.live() and v2.ready()
+        assert not first_out and all(not out for _, out in waiting)  # still held
+        held.release()
+        for t, _ in [(first, first_out), *waiting]:
+            t.join(30)
+    for out in [first_out, *(o for _, o in waiting)]:
+        assert len(out) == 1 and not isinstance(out[0], Exception), out
+        assert out[0]["logits"].tobytes() == good[1].tobytes()
     still_good(seg, v2, good)
 
 
-def test_deadline_exceeded_and_the_model_is_not_run(server, seg, v2, good, monkeypatch):
-    """A request held up past its deadline is answered DEADLINE_EXCEEDED and
-    the server skips the model run rather than compute an answer nobody reads."""
-    release, finished = threading.Event(), threading.Event()
-    contexts: list = []
-    outcomes: list[str] = []
-    real_decode, real_check = seg_module.decode_image, seg_module.check_deadline
-
-    def slow_decode(data):
-        release.wait(timeout=30)
-        return real_decode(data)
-
-    def spy_check(context):
-        contexts.append(context)
-        try:
-            real_check(context)
-        except ServeError as exc:
-            outcomes.append(exc.code.name)
-            finished.set()
-            raise
-        outcomes.append("ok")
-
-    runtime = server.registry.get("segmenter")
-    runs = []
-    real_run = runtime.run
-    monkeypatch.setattr(seg_module, "decode_image", slow_decode)
-    monkeypatch.setattr(seg_module, "check_deadline", spy_check)
-    monkeypatch.setattr(runtime, "run", lambda *a, **k: runs.append(1) or real_run(*a, **k))
-    try:
+def test_an_expired_request_in_a_long_queue_is_dropped_without_running(server, seg, v2, good):
+    """A request whose deadline passes while it waits is answered
+    DEADLINE_EXCEEDED, and the model never runs it."""
+    scheduler = server.registry.scheduler(server.registry.get("segmenter"))
+    dropped_before = scheduler.counters.expired + scheduler.counters.cancelled
+    with Held(server, "segmenter") as held:
+        first, first_out = in_thread(v2.infer, "segmenter", {"image": GOOD_TENSOR})
+        assert held.running.wait(30)
         with expect(DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED):
-            seg.segment(GOOD_IMAGE, model="segmenter", timeout=1.0)
-        assert contexts, "the request never reached the servicer"
-        # The server's deadline (from the grpc-timeout header) ends a moment
-        # after the client's; release the request only once it has.
-        for _ in range(500):
-            if contexts[0].time_remaining() <= 0:
-                break
-            threading.Event().wait(0.01)
-    finally:
-        release.set()
-    assert finished.wait(timeout=30), f"the server never refused: {outcomes} {runs}"
-    # Normally admitted on arrival and refused before the model run; on a very
-    # slow machine the arrival check may already refuse it. Either way: no run.
-    assert outcomes[-1] in ("DEADLINE_EXCEEDED", "CANCELLED") and outcomes[:-1] in ([], ["ok"])
-    assert runs == []
-    monkeypatch.undo()
+            seg.segment(GOOD_IMAGE, model="segmenter", timeout=0.5)
+        held.release()
+        first.join(30)
+        still_good(seg, v2, good)  # runs after the expired one reached the front of the queue
+    assert first_out and first_out[0]["logits"].tobytes() == good[1].tobytes()
+    assert held.calls[0] == 1 and scheduler.counters.expired + scheduler.counters.cancelled == dropped_before + 1
+    # The held call, then still_good's two: the expired Segment never ran.
+    assert len(held.calls) == 3, held.calls
+
+
+def test_a_batch_over_max_batch_size_is_refused_naming_the_limit(server, seg, v2, good):
+    scheduler = server.registry.scheduler(server.registry.get("segmenter"))
+    assert scheduler.batching.max_batch_size == 8
+    with expect(InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT, "batch of 9", "max_batch_size of 8"):
+        v2.infer("segmenter", {"image": np.zeros((9, 3, 8, 8), np.float32)})
+    still_good(seg, v2, good)
+
+
+def test_a_response_over_the_message_limit_is_refused_before_compute(server, seg, v2, good):
+    # 3 input channels in, 4 class channels out: the input fits the limit, the answer would not.
+    x = np.zeros((1, 3, 144, 144), np.float32)
+    assert x.nbytes < MAX_MESSAGE < x.nbytes * 4 // 3
+    with Held(server, "segmenter") as held:
+        with expect(ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED, "response would be 331776 bytes", "--max-message-bytes"):
+            v2.infer("segmenter", {"image": x})
+        assert held.calls == []
     still_good(seg, v2, good)
 
 
@@ -245,39 +288,28 @@ def test_errors_are_python_exceptions_with_the_servers_message(seg):
 def test_a_request_without_deadline_waits_for_its_turn_and_is_answered(server, v2, good):
     """tritonclient sets no deadline by default; gRPC then reports a huge
     time_remaining(). Waiting behind a busy model must not turn that into an
-    error (it was INTERNAL: OverflowError from the lock's timeout)."""
+    error (it was INTERNAL: OverflowError from a lock's timeout)."""
     tc = pytest.importorskip("tritonclient.grpc")
-    admission = server.registry.admission["segmenter"]
-    gates = []
-    while admission._gate.acquire(blocking=False):  # every compute turn taken, as by long requests
-        gates.append(1)
-    answers: list = []
 
-    def call() -> None:
+    def call():
         client = tc.InferenceServerClient(server.address)  # default options: no client timeout
         x = tc.InferInput("image", list(GOOD_TENSOR.shape), "FP32")
         x.set_data_from_numpy(GOOD_TENSOR)
         try:
-            answers.append(client.infer("segmenter", [x]).as_numpy("logits"))
-        except Exception as exc:  # noqa: BLE001 - the assertion below shows it
-            answers.append(exc)
+            return client.infer("segmenter", [x]).as_numpy("logits")
         finally:
             client.close()
 
-    worker = threading.Thread(target=call)
-    worker.start()
-    try:
-        free = admission.max_inflight
-        for _ in range(2000):  # until the request is admitted and waiting for a turn
-            if admission._slots._value < free:
-                break
-            worker.join(0.005)
-        assert admission._slots._value < free and not answers, answers
-    finally:
-        for _ in gates:
-            admission._gate.release()
-    worker.join(30)
-    assert len(answers) == 1 and not isinstance(answers[0], Exception), answers
-    assert answers[0].tobytes() == good[1].tobytes()
-    still_good_after = v2.infer("segmenter", {"image": GOOD_TENSOR})["logits"]
-    assert still_good_after.tobytes() == good[1].tobytes()
+    with Held(server, "segmenter") as held:
+        first, first_out = in_thread(call)
+        assert held.running.wait(30)
+        second, second_out = in_thread(call)
+        held.wait_queued(1)  # admitted, waiting for the instance
+        assert not first_out and not second_out
+        held.release()
+        first.join(30)
+        second.join(30)
+    for out in (first_out, second_out):
+        assert len(out) == 1 and not isinstance(out[0], Exception), out
+        assert out[0].tobytes() == good[1].tobytes()
+    assert v2.infer("segmenter", {"image": GOOD_TENSOR})["logits"].tobytes() == good[1].tobytes()

@@ -59,7 +59,7 @@ def repo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(repo):
-    running = start_server(repo, intra_op_threads=1, workers=8, max_inflight=32)
+    running = start_server(repo, threads=1, workers=8, max_queue=32)
     yield running
     running.stop(grace=1.0)
 
@@ -160,7 +160,7 @@ def test_compare_turns_colour_into_grey(client):
 def test_compare_needs_no_fingerprint_model(tmp_path):
     make_segmenter_repository(tmp_path, name="segmenter")
     grey = procedural(2)
-    with start_server(tmp_path, intra_op_threads=1, workers=2) as running, FingerprintsClient(running.address, timeout=30) as c:
+    with start_server(tmp_path, threads=1, workers=2) as running, FingerprintsClient(running.address, timeout=30) as c:
         assert c.compare(grey, grey).similarity == compare_sets(grey, grey)
         with pytest.raises(InvalidArgument, match="this server has no fingerprint model"):
             c.generate(2, seed=1)

@@ -44,14 +44,14 @@ def repo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(repo):
-    running = start_server(repo, intra_op_threads=1, workers=4)
+    running = start_server(repo, threads=1, workers=4)
     yield running
     running.stop(grace=1.0)
 
 
 def test_tampered_and_half_written_models_are_refused_with_a_logged_reason(repo, caplog):
     with caplog.at_level(logging.ERROR, logger="seedlock.serve"):
-        running = start_server(repo, intra_op_threads=1, workers=2)
+        running = start_server(repo, threads=1, workers=2)
     try:
         reg = running.registry
         assert reg.ready_names() == ["segmenter", "versions"]
@@ -144,23 +144,32 @@ def test_serve_cli_refuses_a_bad_repository_in_one_line(tmp_path):
 
 
 # A hook loaded into the server subprocess only (via sitecustomize): every model
-# run waits while the gate file exists, so the test can hold a request in flight.
+# call on a scheduler instance waits while the gate file exists, so the test can
+# hold a request in flight; every request the scheduler admits leaves a file.
 GATE_HOOK = textwrap.dedent(
     """
-    import os, pathlib, time
+    import itertools, os, pathlib, threading, time
     gate = os.environ.get("SEEDLOCK_TEST_GATE")
     if gate:
         import seedlock.serve.runtime as runtime
+        import seedlock.serve.scheduler as scheduler
+        path = pathlib.Path(gate)
         real_run = runtime.ModelRuntime.run
         def run(self, *args, **kwargs):
-            path = pathlib.Path(gate)
-            (path.parent / "entered").touch()
-            for _ in range(600):  # at most 60 s
-                if not path.exists():
-                    break
-                time.sleep(0.1)
+            if threading.current_thread().name.startswith("seedlock-instance"):  # not the load-time proofs
+                (path.parent / "entered").touch()
+                for _ in range(600):  # at most 60 s
+                    if not path.exists():
+                        break
+                    time.sleep(0.1)
             return real_run(self, *args, **kwargs)
         runtime.ModelRuntime.run = run
+        real_admit = scheduler.ModelScheduler._admit
+        admitted = itertools.count()
+        def admit(self, request):
+            real_admit(self, request)
+            (path.parent / f"admitted-{next(admitted)}").touch()
+        scheduler.ModelScheduler._admit = admit
     """
 )
 
@@ -201,18 +210,20 @@ def test_sigterm_drains_in_flight_requests_then_exits_zero(tmp_path):
     try:
         address = _read_address(proc)
         image = sample_png(37, 53, seed=1)
-        result: dict = {}
+        results: list = []
 
         def in_flight():
             with SegmentationClient(address, timeout=120, retry=NO_RETRY) as c:
                 try:
-                    result["ok"] = c.segment(image)
+                    results.append(c.segment(image))
                 except Exception as exc:  # noqa: BLE001 - checked below
-                    result["error"] = exc
+                    results.append(exc)
 
-        caller = threading.Thread(target=in_flight)
-        caller.start()
-        assert _wait_for(lambda: (tmp_path / "entered").exists()), "request never reached the model"
+        callers = [threading.Thread(target=in_flight) for _ in range(4)]
+        for caller in callers:  # one computing on the held instance, three queued behind it
+            caller.start()
+        assert _wait_for(lambda: (tmp_path / "entered").exists() and (tmp_path / "admitted-3").exists()), \
+            "requests never reached the model"
         proc.send_signal(signal.SIGTERM)
 
         def refused() -> bool:
@@ -223,12 +234,13 @@ def test_sigterm_drains_in_flight_requests_then_exits_zero(tmp_path):
                     return exc.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
         assert _wait_for(refused), "server kept accepting new work after SIGTERM"
-        assert proc.poll() is None, "server exited before its in-flight request finished"
+        assert proc.poll() is None, "server exited before its in-flight requests finished"
         gate.unlink()
-        caller.join(timeout=60)
-        assert not caller.is_alive()
-        assert "error" not in result, result.get("error")
-        assert result["ok"].mask.shape == (37, 53)
+        for caller in callers:
+            caller.join(timeout=60)
+            assert not caller.is_alive()
+        assert len(results) == 4 and not [r for r in results if isinstance(r, Exception)], results
+        assert all(r.mask.shape == (37, 53) for r in results)
         assert proc.wait(timeout=60) == 0
         stderr = proc.stderr.read()
         assert "SIGTERM received" in stderr and "draining" in stderr and "Traceback" not in stderr
@@ -239,7 +251,7 @@ def test_sigterm_drains_in_flight_requests_then_exits_zero(tmp_path):
 
 
 def test_models_flag_serves_only_the_named_models(repo):
-    running = start_server(repo, models=["versions"], intra_op_threads=1, workers=2)
+    running = start_server(repo, models=["versions"], threads=1, workers=2)
     try:
         assert running.registry.names() == ["versions"]
         with InferenceClient(running.address, retry=NO_RETRY) as v2:

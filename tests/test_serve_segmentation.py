@@ -28,7 +28,7 @@ def repo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(repo):
-    running = start_server(repo, intra_op_threads=1, workers=16, max_inflight=32)
+    running = start_server(repo, threads=1, workers=16, max_queue=32)
     yield running
     running.stop(grace=1.0)
 

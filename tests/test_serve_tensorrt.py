@@ -235,7 +235,7 @@ def segment_all(address: str, model: str) -> tuple[bytes, list[str]]:
 
 def test_auto_backend_serves_a_foreign_engine_through_onnxruntime_with_a_warning(engine_repo, caplog):
     with caplog.at_level(logging.WARNING, logger="seedlock.serve"):
-        running = start_server(engine_repo, models=["segmenter"], providers="cpu", intra_op_threads=1, workers=2, backend="auto")
+        running = start_server(engine_repo, models=["segmenter"], providers="cpu", threads=1, workers=2, backend="auto")
     with running:
         warnings = [w for w in serve_warnings(caplog) if "segmenter version 1" in w]
         assert len(warnings) == 1, serve_warnings(caplog)
@@ -245,13 +245,13 @@ def test_auto_backend_serves_a_foreign_engine_through_onnxruntime_with_a_warning
         assert running.registry.get("segmenter", 1).providers == [CPU]
         answer, providers = segment_all(running.address, "segmenter")
         assert providers == [CPU]
-    with start_server(engine_repo, models=["segmenter"], providers="cpu", intra_op_threads=1, workers=2, backend="onnxruntime") as plain:
+    with start_server(engine_repo, models=["segmenter"], providers="cpu", threads=1, workers=2, backend="onnxruntime") as plain:
         assert segment_all(plain.address, "segmenter")[0] == answer, "the fallback must answer as the ONNX backend does"
 
 
 def test_a_plan_corrupted_after_export_refuses_its_version_only(engine_repo, caplog):
     with caplog.at_level(logging.ERROR, logger="seedlock.serve"):
-        running = start_server(engine_repo, models=["segmenter"], providers="cpu", intra_op_threads=1, workers=2)
+        running = start_server(engine_repo, models=["segmenter"], providers="cpu", threads=1, workers=2)
     with running:
         reg = running.registry
         assert reg.ready_versions("segmenter") == [1]
@@ -264,7 +264,7 @@ def test_a_plan_corrupted_after_export_refuses_its_version_only(engine_repo, cap
 
 def test_tensorrt_backend_warns_about_models_without_an_engine(engine_repo, caplog):
     with caplog.at_level(logging.WARNING, logger="seedlock.serve"):
-        running = start_server(engine_repo, providers="cpu", intra_op_threads=1, workers=2, backend="tensorrt")
+        running = start_server(engine_repo, providers="cpu", threads=1, workers=2, backend="tensorrt")
     with running:
         warnings = serve_warnings(caplog)
         foreign = [w for w in warnings if "segmenter version 1" in w]
@@ -279,7 +279,7 @@ def test_tensorrt_backend_warns_about_models_without_an_engine(engine_repo, capl
 
 def test_onnxruntime_backend_ignores_engines_silently(engine_repo, caplog):
     with caplog.at_level(logging.WARNING, logger="seedlock.serve"):
-        running = start_server(engine_repo, providers="cpu", intra_op_threads=1, workers=2, backend="onnxruntime")
+        running = start_server(engine_repo, providers="cpu", threads=1, workers=2, backend="onnxruntime")
     with running:
         assert serve_warnings(caplog) == []
         assert running.registry.get("segmenter").providers == [CPU]
@@ -361,8 +361,8 @@ def _determinism_and_agreement(address: str, cpu_address: str) -> None:
 def test_tensorrt_engine_serves_deterministically_and_agrees_with_the_cpu(trt_repo, request, caplog):
     segmenter_repository = request.getfixturevalue("segmenter_repository")
     with caplog.at_level(logging.WARNING, logger="seedlock.serve"):
-        gpu = start_server(trt_repo, intra_op_threads=1, workers=4, backend="tensorrt")
-    with gpu, start_server(segmenter_repository, providers="cpu", intra_op_threads=1, workers=2, backend="onnxruntime") as cpu_server:
+        gpu = start_server(trt_repo, threads=1, workers=4, backend="tensorrt")
+    with gpu, start_server(segmenter_repository, providers="cpu", threads=1, workers=2, backend="onnxruntime") as cpu_server:
         assert serve_warnings(caplog) == []
         assert gpu.registry.get("segmenter").providers == [ENGINE_PROVIDER]
         _, providers = segment_all(gpu.address, "segmenter")
@@ -379,7 +379,7 @@ def test_onnxruntime_cuda_provider_is_deterministic(request):
     if GPU_REASON:
         pytest.skip(GPU_REASON)
     segmenter_repository = request.getfixturevalue("segmenter_repository")
-    with start_server(segmenter_repository, providers="cuda", intra_op_threads=1, workers=2, backend="onnxruntime") as gpu, \
-            start_server(segmenter_repository, providers="cpu", intra_op_threads=1, workers=2, backend="onnxruntime") as cpu_server:
+    with start_server(segmenter_repository, providers="cuda", threads=1, workers=2, backend="onnxruntime") as gpu, \
+            start_server(segmenter_repository, providers="cpu", threads=1, workers=2, backend="onnxruntime") as cpu_server:
         assert gpu.registry.get("segmenter").providers[0] == CUDA
         _determinism_and_agreement(gpu.address, cpu_server.address)

@@ -27,7 +27,7 @@ def repo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(repo):
-    running = start_server(repo, intra_op_threads=1, workers=4)
+    running = start_server(repo, threads=1, workers=4)
     yield running
     running.stop(grace=1.0)
 

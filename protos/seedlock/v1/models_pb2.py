@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _seedlock_pool.POOL.AddSerializedFile(b'\n\x18seedlock/v1/models.proto\x12\x0bseedlock.v1\"\x13\n\x11ListModelsRequest\"\x83\x01\n\x10ModelVersionInfo\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\r\n\x05ready\x18\x02 \x01(\x08\x12\x0c\n\x04task\x18\x03 \x01(\t\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\x12\x11\n\tproviders\x18\x05 \x03(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0e\n\x06labels\x18\x07 \x03(\t\"J\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x08versions\x18\x02 \x03(\x0b\x32\x1d.seedlock.v1.ModelVersionInfo\"g\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.seedlock.v1.ModelInfo\x12\x16\n\x0eserver_version\x18\x02 \x01(\t\x12\x11\n\tproviders\x18\x03 \x03(\t2Y\n\x06Models\x12O\n\nListModels\x12\x1e.seedlock.v1.ListModelsRequest\x1a\x1f.seedlock.v1.ListModelsResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _seedlock_pool.POOL.AddSerializedFile(b'\n\x18seedlock/v1/models.proto\x12\x0bseedlock.v1\"\x13\n\x11ListModelsRequest\"\xe3\x02\n\x10ModelVersionInfo\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\r\n\x05ready\x18\x02 \x01(\x08\x12\x0c\n\x04task\x18\x03 \x01(\t\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\x12\x11\n\tproviders\x18\x05 \x03(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0e\n\x06labels\x18\x07 \x03(\t\x12\x16\n\x0emax_batch_size\x18\x08 \x01(\x05\x12\x10\n\x08\x62\x61tching\x18\t \x01(\t\x12\x17\n\x0f\x62\x61tching_reason\x18\n \x01(\t\x12\x1d\n\x15preferred_batch_sizes\x18\x0b \x03(\x05\x12\x1d\n\x15\x62it_exact_with_export\x18\x0c \x01(\x08\x12\x18\n\x10\x62it_exact_detail\x18\r \x01(\t\x12\x18\n\x10intra_op_threads\x18\x0e \x01(\x05\x12\x11\n\tinstances\x18\x0f \x01(\x05\x12\x16\n\x0emax_queue_size\x18\x10 \x01(\x05\"J\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x08versions\x18\x02 \x03(\x0b\x32\x1d.seedlock.v1.ModelVersionInfo\"g\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.seedlock.v1.ModelInfo\x12\x16\n\x0eserver_version\x18\x02 \x01(\t\x12\x11\n\tproviders\x18\x03 \x03(\t2Y\n\x06Models\x12O\n\nListModels\x12\x1e.seedlock.v1.ListModelsRequest\x1a\x1f.seedlock.v1.ListModelsResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,11 +35,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTMODELSREQUEST']._serialized_start=41
   _globals['_LISTMODELSREQUEST']._serialized_end=60
   _globals['_MODELVERSIONINFO']._serialized_start=63
-  _globals['_MODELVERSIONINFO']._serialized_end=194
-  _globals['_MODELINFO']._serialized_start=196
-  _globals['_MODELINFO']._serialized_end=270
-  _globals['_LISTMODELSRESPONSE']._serialized_start=272
-  _globals['_LISTMODELSRESPONSE']._serialized_end=375
-  _globals['_MODELS']._serialized_start=377
-  _globals['_MODELS']._serialized_end=466
+  _globals['_MODELVERSIONINFO']._serialized_end=418
+  _globals['_MODELINFO']._serialized_start=420
+  _globals['_MODELINFO']._serialized_end=494
+  _globals['_LISTMODELSRESPONSE']._serialized_start=496
+  _globals['_LISTMODELSRESPONSE']._serialized_end=599
+  _globals['_MODELS']._serialized_start=601
+  _globals['_MODELS']._serialized_end=690
 # @@protoc_insertion_point(module_scope)

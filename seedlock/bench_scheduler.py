@@ -1,0 +1,254 @@
+"""``seedlock bench scheduler``: the server's own cost, measured with the
+client KServe users have (tritonclient, default options), per model.
+
+For each model with a batchable ``model`` graph, side by side in one run:
+
+1. in-process ONNX Runtime, the model's own session settings: the batch-1
+   p50, and the throughput curve over batch sizes 1 .. max_batch_size (the
+   floor is its best point);
+2. a null servicer (another process) that answers ``ModelInfer`` with the
+   tensors it received, running no model: what gRPC and the client cost;
+3. ``seedlock serve`` (another process) with the same thread budget.
+
+At each concurrency it reports p50/p99 and requests/s, and the targets:
+``p50(seedlock) - p50(in-process) - p50(null)`` over the in-process p50 at
+concurrency 1 (<= 5 %), throughput at the highest concurrency over the floor
+(>= 0.95) and over the in-process batch-1 loop (>= 1). The host's load
+average is recorded before and after: this machine is shared and noisy.
+
+``python -m seedlock.bench_scheduler null`` runs the null servicer alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from seedlock.bench import percentile
+from seedlock.bench_segment import _levels, _Server, measure
+from seedlock.core.errors import UserError
+
+TARGET_C1_OVERHEAD = 0.05
+TARGET_FLOOR_RATIO = 0.95
+
+
+def _request_row(manifest: Any, folder: Path) -> dict[str, np.ndarray]:
+    """One row shaped as the model's task service sends it (the proofs' template)."""
+    from seedlock.serve.proofs import proof_templates
+
+    templates = proof_templates(manifest, folder)
+    if not templates:
+        raise UserError(f"model {manifest.name!r} stores no reference input to shape a request from; re-export it")
+    return templates[-1]
+
+
+def _in_process(runtime: Any, row: dict[str, np.ndarray], limit: int, runs: int, warmup: int) -> dict[str, Any]:
+    outputs = [t.name for t in runtime.manifest.graph("model").outputs]
+    curve = []
+    for batch in range(1, max(1, limit) + 1):
+        feeds = {n: np.concatenate([a] * batch) for n, a in row.items()}
+        for _ in range(warmup):
+            runtime.run(feeds, outputs)
+        samples = []
+        for _ in range(max(5, runs // batch)):
+            t0 = time.perf_counter()
+            runtime.run(feeds, outputs)
+            samples.append((time.perf_counter() - t0) * 1e3)
+        median = statistics.median(samples)
+        curve.append({"batch": batch, "p50_ms": median, "p99_ms": percentile(samples, 0.99), "rows_per_s": batch * 1e3 / median})
+    return {"curve": curve, "batch1_p50_ms": curve[0]["p50_ms"], "batch1_rows_per_s": curve[0]["rows_per_s"],
+            "floor_rows_per_s": max(p["rows_per_s"] for p in curve)}  # fmt: skip
+
+
+def _triton_caller(address: str, model: str, row: dict[str, np.ndarray]) -> Callable[[], Callable[[], Any]]:
+    try:
+        import tritonclient.grpc as tc
+    except ImportError:
+        raise UserError("this bench drives the server with tritonclient: pip install 'tritonclient[grpc]'") from None
+    from seedlock.core.dtypes import numpy_to_v2
+
+    def make() -> Callable[[], Any]:
+        client = tc.InferenceServerClient(address)  # default options, as a user's
+        inputs = []
+        for name, array in row.items():
+            inp = tc.InferInput(name, list(array.shape), numpy_to_v2(array.dtype))
+            inp.set_data_from_numpy(array)
+            inputs.append(inp)
+        return lambda: client.infer(model, inputs)
+
+    return make
+
+
+def _load_average() -> list[float]:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # pragma: no cover - not Unix
+        return []
+
+
+def _bench_model(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    from seedlock.core.model_config import read, scheduling
+    from seedlock.core.repository import load_version
+    from seedlock.core.sessions import SessionConfig
+    from seedlock.serve.runtime import load_runtime
+
+    mv = load_version(args.repository, name)
+    limit = scheduling(read(mv.folder.parent), mv.manifest).max_batch_size
+    row = _request_row(mv.manifest, mv.folder)
+    runtime = load_runtime(mv.manifest, mv.folder, SessionConfig())
+    threads = args.threads or mv.manifest.intra_op_threads
+    shape = {n: list(a.shape) for n, a in row.items()}
+    print(f"{name}: input {shape}, max_batch_size {limit}, {mv.manifest.intra_op_threads} intra-op thread(s) per session, "
+          f"server --threads {threads}", flush=True)  # fmt: skip
+    inproc = _in_process(runtime, row, limit, args.requests, args.warmup)
+    runtime = None
+    null_server = _Server([sys.executable, "-m", "seedlock.bench_scheduler", "null"])
+    try:
+        null = {c: measure(_triton_caller(null_server.address, name, row), c, args.requests, args.warmup) for c in args.concurrency}
+    finally:
+        null_server.close()
+    cmd = [sys.executable, "-m", "seedlock", "serve", "--repository", str(args.repository), "--models", name,
+           "--port", "0", "--threads", str(threads), "--grace", "5", "--max-queue", "256"]  # fmt: skip
+    server = _Server(cmd)
+    try:
+        served = {c: measure(_triton_caller(server.address, name, row), c, args.requests, args.warmup) for c in args.concurrency}
+    finally:
+        server.close()
+    c1, top = args.concurrency[0], args.concurrency[-1]
+    overhead = (served[c1]["p50_ms"] - inproc["batch1_p50_ms"] - null[c1]["p50_ms"]) / inproc["batch1_p50_ms"]
+    floor_ratio = served[top]["requests_per_s"] / inproc["floor_rows_per_s"]
+    batch1_ratio = served[top]["requests_per_s"] / inproc["batch1_rows_per_s"]
+    return {
+        "model": name, "digest": mv.manifest.digest, "input": shape, "max_batch_size": limit,
+        "intra_op_threads": mv.manifest.intra_op_threads, "server_threads": threads,
+        "in_process": inproc,
+        "null_servicer": {str(c): m for c, m in null.items()},
+        "seedlock": {str(c): m for c, m in served.items()},
+        "targets": {
+            "c1_own_cost": {"value": overhead, "target_max": TARGET_C1_OVERHEAD, "met": overhead <= TARGET_C1_OVERHEAD,
+                            "definition": f"(p50 seedlock - p50 in-process batch 1 - p50 null servicer) / p50 in-process, concurrency {c1}"},
+            "throughput_vs_floor": {"value": floor_ratio, "target_min": TARGET_FLOOR_RATIO, "met": floor_ratio >= TARGET_FLOOR_RATIO,
+                                    "definition": f"seedlock requests/s at concurrency {top} / best in-process rows/s at any batch <= max_batch_size"},
+            "throughput_vs_batch1": {"value": batch1_ratio, "target_min": 1.0, "met": batch1_ratio >= 1.0,
+                                     "definition": f"seedlock requests/s at concurrency {top} / in-process batch-1 loop"},
+        },
+    }  # fmt: skip
+
+
+def _plot(results: list[dict[str, Any]], path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib)")
+        return
+    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4), squeeze=False)
+    for ax, r in zip(axes[0], results):
+        curve = r["in_process"]["curve"]
+        ax.plot([p["batch"] for p in curve], [p["rows_per_s"] for p in curve], "o-", label="in-process, batch b")
+        for label, key in (("seedlock, concurrency c", "seedlock"), ("null servicer, concurrency c", "null_servicer")):
+            pts = sorted((int(c), m["requests_per_s"]) for c, m in r[key].items())
+            ax.plot([c for c, _ in pts], [v for _, v in pts], "s--", label=label)
+        ax.set_title(r["model"])
+        ax.set_xlabel("batch size b / concurrency c")
+        ax.set_ylabel("rows (requests) per second")
+        ax.set_xscale("log", base=2)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import onnxruntime as ort
+
+    load_before = _load_average()
+    results = [_bench_model(args, name) for name in args.models]
+    report = {
+        "bench": "scheduler", "client": "tritonclient.grpc, default options, one client per thread",
+        "concurrency": args.concurrency, "requests_per_level": args.requests, "models": results,
+        "load_average_before": load_before, "load_average_after": _load_average(),
+        "environment": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
+                        "onnxruntime": ort.__version__, "machine": platform.machine()},
+    }  # fmt: skip
+    print(f"{'model':<18} {'path':<16} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+    for r in results:
+        print(f"{r['model']:<18} {'in-process b=1':<16} {1:>4} {r['in_process']['batch1_p50_ms']:>8.2f} {'':>8} "
+              f"{r['in_process']['batch1_rows_per_s']:>8.1f}   (floor {r['in_process']['floor_rows_per_s']:.1f} rows/s)")  # fmt: skip
+        for key in ("null_servicer", "seedlock"):
+            for c, m in r[key].items():
+                print(f"{r['model']:<18} {key:<16} {c:>4} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['requests_per_s']:>8.1f}")
+        for key, t in r["targets"].items():
+            bound = f"<= {t['target_max']}" if "target_max" in t else f">= {t['target_min']}"
+            print(f"  {key}: {t['value']:.3f} (target {bound}) {'met' if t['met'] else 'NOT met'}")
+    print(f"load average before {load_before}, after {report['load_average_after']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        print(f"wrote {args.json}")
+    if args.plot:
+        _plot(results, args.plot)
+    return 0
+
+
+def register_bench(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "scheduler", help="the server's own cost per model over KServe v2, vs in-process ONNX Runtime and a null servicer",
+        description="Drive `seedlock serve` with tritonclient (default options) at several concurrencies, beside the "
+        "in-process ONNX Runtime curve over batch sizes and a null servicer that runs no model; check the targets.",
+    )
+    parser.add_argument("--repository", required=True, help="model repository")
+    parser.add_argument("--models", required=True, type=lambda v: [m for m in v.split(",") if m],
+                        help="comma-separated models with a batchable 'model' graph (segmenter, fingerprint-gan)")
+    parser.add_argument("--concurrency", type=_levels, default=[1, 4, 16], help="levels, comma separated (default: 1,4,16)")
+    parser.add_argument("--requests", type=int, default=200, help="timed requests per level (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed requests per client first (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="the server's --threads (default: the model's intra-op threads: the same thread count as in-process)")
+    parser.add_argument("--json", default=None, help="write the report here")
+    parser.add_argument("--plot", default=None, help="write a PNG of the throughput curves here")
+    parser.set_defaults(func=_bench)
+
+
+# -- the null servicer -------------------------------------------------------------
+async def _serve_null() -> None:
+    import grpc
+
+    from seedlock.protos.inference import grpc_service_pb2 as pb
+    from seedlock.protos.inference import grpc_service_pb2_grpc as pb_grpc
+
+    class Null(pb_grpc.GRPCInferenceServiceServicer):
+        async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
+            response = pb.ModelInferResponse(model_name=request.model_name, model_version="1", id=request.id)
+            for tensor in request.inputs:
+                response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+            response.raw_output_contents.extend(request.raw_input_contents)
+            return response
+
+    limit = 64 * 1024 * 1024
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)])
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(Null(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(f"null servicer: listening on 127.0.0.1:{port}", flush=True)
+    await server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["null"]:
+        raise SystemExit("usage: python -m seedlock.bench_scheduler null")
+    try:
+        asyncio.run(_serve_null())
+    except KeyboardInterrupt:
+        pass
