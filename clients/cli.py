@@ -6,12 +6,13 @@
     seedlock client fingerprints generate --count 16 --seed 3 --out DIR
     seedlock client fingerprints compare DIR_A DIR_B
     seedlock client health [--model NAME]
-    seedlock client models
+    seedlock client models [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 
 from seedlock.core import tasks
 from seedlock.core.errors import UserError
@@ -52,18 +53,25 @@ def _models(args: argparse.Namespace) -> int:
             listing = client.list_models()
         except SeedlockError as exc:
             raise _fail(client.server, exc) from None
+    if args.json:
+        from google.protobuf.json_format import MessageToDict
+
+        print(json.dumps(MessageToDict(listing, preserving_proto_field_name=True, always_print_fields_with_no_presence=True), indent=2))
+        return 0
     rows = []
     for model in listing.models:
         for v in model.versions:
             if v.ready:
-                rows.append((model.name, str(v.version), "ready", v.task, v.digest[:16], ",".join(p.removesuffix("ExecutionProvider") for p in v.providers)))
+                batching = f"{v.batching} <= {v.max_batch_size}" if v.batching != "off" else "off"
+                rows.append((model.name, str(v.version), "ready", v.task, v.digest[:16], batching,
+                             f"{v.instances} x {v.intra_op_threads}t", "yes" if v.bit_exact_with_export else "no",
+                             ",".join(p.removesuffix("ExecutionProvider") for p in v.providers)))  # fmt: skip
             else:
-                rows.append((model.name, str(v.version or "-"), "REFUSED", "", "", v.reason))
-    header = ("model", "version", "state", "task", "digest", "provider / reason")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)) + "  " + header[5])
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[5])
+                rows.append((model.name, str(v.version or "-"), "REFUSED", "", "", "", "", "", v.reason))
+    header = ("model", "version", "state", "task", "digest", "batching", "instances", "bit-exact", "provider / reason")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for r in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
     return 0
 
 
@@ -83,5 +91,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     health.add_argument("--model", default=None, help="a model name (default: the whole server)")
     health.set_defaults(func=_health)
 
-    models = sub.add_parser("models", parents=[common], help="list models: versions, task, digest, provider")
+    models = sub.add_parser(
+        "models", parents=[common], help="list models: versions, task, digest, batching, instances, proofs, provider",
+        description="List the server's models. batching: the load-time proof's outcome (dynamic / padded / off) and "
+        "max_batch_size; instances: model calls at once x intra-op threads per call; bit-exact: the manifest's "
+        "reference input gave the export host's bytes here (--json has the reasons).",
+    )
+    models.add_argument("--json", action="store_true", help="print the whole ListModels answer as JSON")
     models.set_defaults(func=_models)

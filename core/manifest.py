@@ -137,11 +137,11 @@ class Manifest:
     @property
     def intra_op_threads(self) -> int:
         """The per-session intra-op thread count the model's answers are pinned to."""
-        from seedlock.core.sessions import DEFAULT_MODEL_THREADS
+        from seedlock.core.sessions import DEFAULT_MODEL_THREADS, MAX_MODEL_THREADS
 
         value = self.session.get("intra_op_threads", DEFAULT_MODEL_THREADS)
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 256:
-            raise ManifestError(f"model {self.name!r}: session.intra_op_threads {value!r} is not a thread count (1..256)")
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_MODEL_THREADS:
+            raise ManifestError(f"model {self.name!r}: session.intra_op_threads {value!r} is not a thread count (1..{MAX_MODEL_THREADS})")
         return value
 
     def graph(self, role: str = "model") -> GraphSpec:

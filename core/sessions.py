@@ -40,6 +40,7 @@ BACKENDS = ("auto", "onnxruntime", "tensorrt")
 # the tiny U-Net: rows differ in batches of 2, 4, 7 and 8, padded or not); with
 # one they are identical at every batch size and position.
 DEFAULT_MODEL_THREADS = 1
+MAX_MODEL_THREADS = 256
 
 
 def default_threads() -> int:

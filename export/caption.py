@@ -41,7 +41,7 @@ from seedlock.core.captioning import DECODER_STEP, ENCODER, VOCAB_FILE, Captioni
 from seedlock.core.imaging import encode_png
 from seedlock.core.manifest import GraphSpec, Manifest, TensorSpec
 from seedlock.core.rng import SeedStream
-from seedlock.core.sessions import create_session
+from seedlock.core.sessions import DEFAULT_MODEL_THREADS, create_session
 from seedlock.core.vocab import START_ID
 from seedlock.export import parity
 from seedlock.export.common import TOLERANCE, ExportResult, as_checkpoint, check_target, graph_reference, tool_versions
@@ -186,6 +186,7 @@ def export_captioner(
     overwrite: bool = False,
     tolerance: float = TOLERANCE,
     log: Callable[[str], None] = print,
+    intra_op_threads: int = DEFAULT_MODEL_THREADS,
 ) -> ExportResult:
     """Export, verify (graph parity, then identical captions end to end), then
     write. ``details["captions"]``: per held-out scene, the checked captions."""
@@ -236,6 +237,6 @@ def export_captioner(
         REFERENCE_IMAGE: encode_png(scene_imgs[0][0]),
         **ref_files,
     }
-    folder = write_model_version(repository, manifest, files, overwrite=overwrite)
+    folder = write_model_version(repository, manifest, files, overwrite=overwrite, intra_op_threads=intra_op_threads)
     log(f"wrote {folder} (digest {manifest.digest[:16]}…)")
     return ExportResult(folder, manifest, rows, {"captions": captions})

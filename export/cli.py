@@ -29,7 +29,8 @@ def _export(args: argparse.Namespace) -> int:
     options = {k: getattr(args, k) for t in args.export_tasks for k in t.module("export").OPTIONS}
     try:
         export_checkpoint(args.checkpoint, args.repository, name=args.name, version=args.version,
-                          overwrite=args.overwrite, task=args.expect_task, **options)  # fmt: skip
+                          overwrite=args.overwrite, task=args.expect_task, intra_op_threads=args.intra_op_threads,
+                          **options)  # fmt: skip
     except ExportError as exc:
         raise UserError(str(exc)) from None
     return 0
@@ -83,6 +84,10 @@ def _add_export(cmds: argparse._SubParsersAction, command: str, chosen: list[tas
     p.add_argument("--name", default=None, help=f"model name in the repository (default: {default})")
     p.add_argument("--version", type=positive_int, default=1, help="version folder number (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing version folder")
+    p.add_argument("--intra-op-threads", type=positive_int, default=None, metavar="N",
+                   help="threads per ONNX Runtime session the model's answers are pinned to; servers scale by running "
+                   "more instances, never by changing it. 1 (the default) lets the server batch requests; more cut "
+                   "one request's latency and usually cost batching")
     for task in chosen:
         task.module("export").add_arguments(p.add_argument_group(f"{task.name} options") if len(chosen) > 1 else p)
     p.set_defaults(func=_export, export_tasks=chosen, expect_task=chosen[0].name if len(chosen) == 1 else None)

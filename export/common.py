@@ -74,12 +74,15 @@ def export_checkpoint(
     overwrite: bool = False,
     task: str | None = None,
     log: Callable[[str], None] = print,
+    intra_op_threads: int | None = None,
     **options: Any,
 ) -> ExportResult:
     """Export any task's checkpoint with its task's exporter. ``task``, when
     given, is what the caller expects the checkpoint to hold; ``options`` are
     task-specific (``size`` for segmenters, ``max_count`` for fingerprint GANs)
-    and ``None`` values mean "the default"."""
+    and ``None`` values mean "the default". ``intra_op_threads``: the session
+    thread count the model is pinned to (see
+    :func:`seedlock.export.repository.write_model_version`)."""
     from seedlock.train.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
@@ -96,6 +99,8 @@ def export_checkpoint(
         flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
         raise UserError(f"{flags} do(es) not apply to a {row.name} model")
     check_target(repository, name or row.model_name, version, overwrite)
+    if intra_op_threads is not None:
+        given["intra_op_threads"] = intra_op_threads
     return module.export(ckpt, repository, name=name or row.model_name, version=version, overwrite=overwrite, log=log, **given)
 
 

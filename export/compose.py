@@ -48,6 +48,7 @@ from seedlock.core.composition import (
 )
 from seedlock.core.manifest import GraphSpec, Manifest, TensorSpec
 from seedlock.core.rng import SeedStream
+from seedlock.core.sessions import DEFAULT_MODEL_THREADS
 from seedlock.export.common import TOLERANCE, ExportResult, as_checkpoint, check_target, graph_reference, tool_versions
 from seedlock.export.errors import ExportError
 
@@ -269,6 +270,7 @@ def export_composer(
     overwrite: bool = False,
     tolerance: float = TOLERANCE,
     log: Callable[[str], None] = print,
+    intra_op_threads: int = DEFAULT_MODEL_THREADS,
 ) -> ExportResult:
     """Export, verify, and write ``<repository>/<name>/<version>/``; the
     end-to-end melodies checked are the result's ``details["end_to_end"]``."""
@@ -306,7 +308,7 @@ def export_composer(
         tools=tool_versions(), reference=reference,
     )  # fmt: skip
     files = {ENCODER_FILE: enc_bytes, STEP_FILE: step_bytes, **ref_files}
-    folder = write_model_version(repository, manifest, files, overwrite=overwrite)
+    folder = write_model_version(repository, manifest, files, overwrite=overwrite, intra_op_threads=intra_op_threads)
     log(f"wrote {folder} (digest {manifest.digest[:16]}…)")
     return ExportResult(folder, manifest, rows, {"end_to_end": checked})
 

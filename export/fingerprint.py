@@ -32,7 +32,7 @@ from torch.export import Dim
 from seedlock.core.errors import UserError
 from seedlock.core.fingerprints import DEFAULT_MAX_COUNT, FingerprintSpec, latents, to_uint8
 from seedlock.core.manifest import GraphSpec, Manifest, TensorSpec
-from seedlock.core.sessions import create_session
+from seedlock.core.sessions import DEFAULT_MODEL_THREADS, create_session
 from seedlock.export import parity
 from seedlock.export.common import TOLERANCE, ExportResult, as_checkpoint, check_target, graph_reference, reference_file, tool_versions
 from seedlock.export.onnx_export import serialize, to_onnx
@@ -119,6 +119,7 @@ def export_generator(
     log: Callable[[str], None] = print,
     tolerance: float = TOLERANCE,
     max_count: int = DEFAULT_MAX_COUNT,
+    intra_op_threads: int = DEFAULT_MODEL_THREADS,
 ) -> ExportResult:
     """Export, verify (torch vs ONNX Runtime), then write ``<repository>/<name>/<version>/``.
 
@@ -152,6 +153,6 @@ def export_generator(
     task_ref = {"latents": {"seed": REFERENCE_SEED, "count": REFERENCE_COUNT, "file": reference_file("model", spec.input_name)}}
     reference, ref_files = graph_reference({"model": (ref_in, run_torch(ref_in))}, tolerance, REFERENCE_SEED, task_ref)
     manifest = build_manifest(ckpt, spec, name, version, rows, mismatch, reference)
-    folder = write_model_version(repository, manifest, {MODEL_FILE: model_bytes, **ref_files}, overwrite=overwrite)
+    folder = write_model_version(repository, manifest, {MODEL_FILE: model_bytes, **ref_files}, overwrite=overwrite, intra_op_threads=intra_op_threads)
     log(f"wrote {folder} (digest {manifest.digest[:16]}…)")
     return ExportResult(folder, manifest, rows, details={"uint8_mismatch_pixels": mismatch})

@@ -19,7 +19,7 @@ from pathlib import Path
 from seedlock.core import model_config
 from seedlock.core.errors import UserError
 from seedlock.core.manifest import Manifest, record_files
-from seedlock.core.sessions import DEFAULT_MODEL_THREADS
+from seedlock.core.sessions import DEFAULT_MODEL_THREADS, MAX_MODEL_THREADS
 
 
 def config_pbtxt(manifest: Manifest, max_batch_size: int | None = None) -> str:
@@ -64,10 +64,18 @@ def write_model_version(
     manifest: Manifest,
     files: dict[str, bytes],
     overwrite: bool = False,
+    intra_op_threads: int = DEFAULT_MODEL_THREADS,
 ) -> Path:
     """Write ``files`` and the manifest (with their digests) as
     ``<repository>/<manifest.name>/<manifest.version>/`` and (re)write the
-    model's ``config.pbtxt``. Returns the version folder."""
+    model's ``config.pbtxt``. Returns the version folder.
+
+    ``intra_op_threads``: the per-session thread count the model's answers are
+    pinned to. ONNX Runtime's last bits depend on it, so it is part of the
+    model: servers run more or fewer instances, never another count. One
+    thread (the default) keeps a row's bytes the same in every batch, so the
+    server can batch requests; more threads cut one request's latency and
+    usually cost batching (the server's load-time proof decides)."""
     model_dir = Path(repository) / manifest.name
     final = model_dir / str(manifest.version)
     if final.exists() and not overwrite:
@@ -75,9 +83,9 @@ def write_model_version(
     for role, graph in manifest.graphs.items():
         if graph.file not in files:
             raise ValueError(f"graph {role!r} names {graph.file!r}, which is not among the files to write")
-    # The thread count the export's own parity sessions ran with (the default
-    # session settings): the answers the manifest vouches for are pinned to it.
-    manifest.session = {"intra_op_threads": DEFAULT_MODEL_THREADS, **manifest.session}
+    if not 1 <= intra_op_threads <= MAX_MODEL_THREADS:
+        raise UserError(f"intra-op threads must be 1 to {MAX_MODEL_THREADS}, got {intra_op_threads}")
+    manifest.session = {**manifest.session, "intra_op_threads": int(intra_op_threads)}
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{manifest.version}.", dir=model_dir))
     try:

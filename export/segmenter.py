@@ -22,7 +22,7 @@ from seedlock.core.errors import UserError
 from seedlock.core.manifest import GraphSpec, Manifest, TensorSpec
 from seedlock.core.rng import SeedStream
 from seedlock.core.segmentation import SegmentationSpec
-from seedlock.core.sessions import create_session
+from seedlock.core.sessions import DEFAULT_MODEL_THREADS, create_session
 from seedlock.export import parity
 from seedlock.export.common import TOLERANCE, ExportResult, as_checkpoint, check_target, graph_reference, tool_versions
 from seedlock.export.onnx_export import serialize, to_onnx
@@ -87,6 +87,7 @@ def export_segmenter(
     tolerance: float = TOLERANCE,
     log: Callable[[str], None] = print,
     size: int | None = None,
+    intra_op_threads: int = DEFAULT_MODEL_THREADS,
 ) -> ExportResult:
     """Export, verify, and write ``<repository>/<name>/<version>/``.
 
@@ -134,6 +135,6 @@ def export_segmenter(
         tools=tool_versions(),
         reference=reference,
     )
-    folder = write_model_version(repository, manifest, {MODEL_FILE: model_bytes, **ref_files}, overwrite=overwrite)
+    folder = write_model_version(repository, manifest, {MODEL_FILE: model_bytes, **ref_files}, overwrite=overwrite, intra_op_threads=intra_op_threads)
     log(f"wrote {folder} (digest {manifest.digest[:16]}…)")
     return ExportResult(folder, manifest, rows)

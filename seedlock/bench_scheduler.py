@@ -4,19 +4,25 @@ client KServe users have (tritonclient, default options), per model.
 For each model with a batchable ``model`` graph, side by side in one run:
 
 1. in-process ONNX Runtime, the model's own session settings: the batch-1
-   p50, and the throughput curve over batch sizes 1 .. max_batch_size (the
-   floor is its best point);
+   p50, and the throughput curve over batch sizes 1 .. max_batch_size with
+   as many concurrent loops as the server runs instances (the floor is its
+   best point: the same sessions on the same thread budget);
 2. a null servicer (another process) that answers ``ModelInfer`` with the
    tensors it received, running no model: what gRPC and the client cost;
-3. ``seedlock serve`` (another process) with the same thread budget.
+3. the same null servicer holding each request for the in-process p50 on a
+   worker thread (its "paced" run): what an idle server's wake-ups cost on
+   this host when a request takes the model's time;
+4. ``seedlock serve`` (another process) with the same thread budget.
 
 At each concurrency it reports p50/p99 and requests/s, and the targets:
 ``p50(seedlock) - p50(in-process) - p50(null)`` over the in-process p50 at
 concurrency 1 (<= 5 %), throughput at the highest concurrency over the floor
-(>= 0.95) and over the in-process batch-1 loop (>= 1). The host's load
+(>= 0.95) and over the in-process batch-1 loop (>= 1). Beside the first, the
+part not explained by the paced null servicer:
+``p50(seedlock) - p50(paced null)`` over the in-process p50. The host's load
 average is recorded before and after: this machine is shared and noisy.
 
-``python -m seedlock.bench_scheduler null`` runs the null servicer alone.
+``python -m seedlock.bench_scheduler null [HOLD_MS]`` runs the null servicer alone.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import platform
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -52,22 +59,38 @@ def _request_row(manifest: Any, folder: Path) -> dict[str, np.ndarray]:
     return templates[-1]
 
 
-def _in_process(runtime: Any, row: dict[str, np.ndarray], limit: int, runs: int, warmup: int) -> dict[str, Any]:
+def _timed_calls(runtime: Any, feeds: dict[str, np.ndarray], outputs: list[str], calls: int, loops: int) -> tuple[list[float], float]:
+    """``calls`` session runs on each of ``loops`` threads at once: every
+    call's milliseconds, and the wall time of the whole."""
+    def loop(_: int) -> list[float]:
+        samples = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            runtime.run(feeds, outputs)
+            samples.append((time.perf_counter() - t0) * 1e3)
+        return samples
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(loops) as pool:
+        per_loop = list(pool.map(loop, range(loops)))
+    return [x for samples in per_loop for x in samples], time.perf_counter() - t0
+
+
+def _in_process(runtime: Any, row: dict[str, np.ndarray], limit: int, runs: int, warmup: int, loops: int) -> dict[str, Any]:
+    """Batch-1 latency alone, and rows/s over batch sizes with ``loops``
+    threads calling the session at once (as the server's instances do)."""
     outputs = [t.name for t in runtime.manifest.graph("model").outputs]
     curve = []
     for batch in range(1, max(1, limit) + 1):
         feeds = {n: np.concatenate([a] * batch) for n, a in row.items()}
-        for _ in range(warmup):
-            runtime.run(feeds, outputs)
-        samples = []
-        for _ in range(max(5, runs // batch)):
-            t0 = time.perf_counter()
-            runtime.run(feeds, outputs)
-            samples.append((time.perf_counter() - t0) * 1e3)
-        median = statistics.median(samples)
-        curve.append({"batch": batch, "p50_ms": median, "p99_ms": percentile(samples, 0.99), "rows_per_s": batch * 1e3 / median})
-    return {"curve": curve, "batch1_p50_ms": curve[0]["p50_ms"], "batch1_rows_per_s": curve[0]["rows_per_s"],
-            "floor_rows_per_s": max(p["rows_per_s"] for p in curve)}  # fmt: skip
+        _timed_calls(runtime, feeds, outputs, warmup, 1)
+        samples, wall = _timed_calls(runtime, feeds, outputs, max(5, runs // (batch * loops)), loops)
+        curve.append({"batch": batch, "p50_ms": statistics.median(samples), "p99_ms": percentile(samples, 0.99),
+                      "rows_per_s": batch * len(samples) / wall})  # fmt: skip
+    single, _ = _timed_calls(runtime, row, outputs, runs, 1)
+    best = max(curve, key=lambda p: p["rows_per_s"])
+    return {"loops": loops, "curve": curve, "batch1_p50_ms": statistics.median(single),
+            "batch1_rows_per_s": curve[0]["rows_per_s"], "floor_rows_per_s": best["rows_per_s"], "floor_batch": best["batch"]}  # fmt: skip
 
 
 def _triton_caller(address: str, model: str, row: dict[str, np.ndarray]) -> Callable[[], Callable[[], Any]]:
@@ -110,13 +133,18 @@ def _bench_model(args: argparse.Namespace, name: str) -> dict[str, Any]:
     shape = {n: list(a.shape) for n, a in row.items()}
     print(f"{name}: input {shape}, max_batch_size {limit}, {mv.manifest.intra_op_threads} intra-op thread(s) per session, "
           f"server --threads {threads}", flush=True)  # fmt: skip
-    inproc = _in_process(runtime, row, limit, args.requests, args.warmup)
+    instances = max(1, threads // mv.manifest.intra_op_threads)
+    inproc = _in_process(runtime, row, limit, args.requests, args.warmup, instances)
     runtime = None
-    null_server = _Server([sys.executable, "-m", "seedlock.bench_scheduler", "null"])
-    try:
-        null = {c: measure(_triton_caller(null_server.address, name, row), c, args.requests, args.warmup) for c in args.concurrency}
-    finally:
-        null_server.close()
+    hold = inproc["batch1_p50_ms"]
+    null, paced = {}, {}
+    for extra, out in (([], null), ([f"{hold:.3f}"], paced)):
+        null_server = _Server([sys.executable, "-m", "seedlock.bench_scheduler", "null", *extra])
+        try:
+            caller = _triton_caller(null_server.address, name, row)
+            out.update({c: measure(caller, c, args.requests, args.warmup) for c in args.concurrency})
+        finally:
+            null_server.close()
     cmd = [sys.executable, "-m", "seedlock", "serve", "--repository", str(args.repository), "--models", name,
            "--port", "0", "--threads", str(threads), "--grace", "5", "--max-queue", "256"]  # fmt: skip
     server = _Server(cmd)
@@ -125,20 +153,25 @@ def _bench_model(args: argparse.Namespace, name: str) -> dict[str, Any]:
     finally:
         server.close()
     c1, top = args.concurrency[0], args.concurrency[-1]
-    overhead = (served[c1]["p50_ms"] - inproc["batch1_p50_ms"] - null[c1]["p50_ms"]) / inproc["batch1_p50_ms"]
+    base = inproc["batch1_p50_ms"]
+    overhead = (served[c1]["p50_ms"] - base - null[c1]["p50_ms"]) / base
+    beyond_paced = (served[c1]["p50_ms"] - paced[c1]["p50_ms"]) / base
     floor_ratio = served[top]["requests_per_s"] / inproc["floor_rows_per_s"]
     batch1_ratio = served[top]["requests_per_s"] / inproc["batch1_rows_per_s"]
     return {
         "model": name, "digest": mv.manifest.digest, "input": shape, "max_batch_size": limit,
-        "intra_op_threads": mv.manifest.intra_op_threads, "server_threads": threads,
+        "intra_op_threads": mv.manifest.intra_op_threads, "server_threads": threads, "instances": instances,
         "in_process": inproc,
         "null_servicer": {str(c): m for c, m in null.items()},
+        "null_servicer_paced": {"hold_ms": hold, **{str(c): m for c, m in paced.items()}},
         "seedlock": {str(c): m for c, m in served.items()},
         "targets": {
             "c1_own_cost": {"value": overhead, "target_max": TARGET_C1_OVERHEAD, "met": overhead <= TARGET_C1_OVERHEAD,
                             "definition": f"(p50 seedlock - p50 in-process batch 1 - p50 null servicer) / p50 in-process, concurrency {c1}"},
+            "c1_cost_beyond_paced_null": {"value": beyond_paced, "informative": True,
+                                          "definition": f"(p50 seedlock - p50 null servicer holding each request {hold:.2f} ms) / p50 in-process, concurrency {c1}"},
             "throughput_vs_floor": {"value": floor_ratio, "target_min": TARGET_FLOOR_RATIO, "met": floor_ratio >= TARGET_FLOOR_RATIO,
-                                    "definition": f"seedlock requests/s at concurrency {top} / best in-process rows/s at any batch <= max_batch_size"},
+                                    "definition": f"seedlock requests/s at concurrency {top} / best in-process rows/s at any batch <= max_batch_size, {instances} loop(s) at once"},
             "throughput_vs_batch1": {"value": batch1_ratio, "target_min": 1.0, "met": batch1_ratio >= 1.0,
                                      "definition": f"seedlock requests/s at concurrency {top} / in-process batch-1 loop"},
         },
@@ -186,11 +219,17 @@ def _bench(args: argparse.Namespace) -> int:
     print(f"{'model':<18} {'path':<16} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
     for r in results:
         print(f"{r['model']:<18} {'in-process b=1':<16} {1:>4} {r['in_process']['batch1_p50_ms']:>8.2f} {'':>8} "
-              f"{r['in_process']['batch1_rows_per_s']:>8.1f}   (floor {r['in_process']['floor_rows_per_s']:.1f} rows/s)")  # fmt: skip
-        for key in ("null_servicer", "seedlock"):
+              f"{r['in_process']['batch1_rows_per_s']:>8.1f}   (floor {r['in_process']['floor_rows_per_s']:.1f} rows/s at batch "
+              f"{r['in_process']['floor_batch']}, {r['in_process']['loops']} loop(s))")  # fmt: skip
+        for key in ("null_servicer", "null_servicer_paced", "seedlock"):
             for c, m in r[key].items():
-                print(f"{r['model']:<18} {key:<16} {c:>4} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['requests_per_s']:>8.1f}")
+                if c != "hold_ms":
+                    label = key.replace("_servicer", "").replace("_", " ")
+                    print(f"{r['model']:<18} {label:<16} {c:>4} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['requests_per_s']:>8.1f}")
         for key, t in r["targets"].items():
+            if t.get("informative"):
+                print(f"  {key}: {t['value']:.3f} (informative)")
+                continue
             bound = f"<= {t['target_max']}" if "target_max" in t else f">= {t['target_min']}"
             print(f"  {key}: {t['value']:.3f} (target {bound}) {'met' if t['met'] else 'NOT met'}")
     print(f"load average before {load_before}, after {report['load_average_after']}")
@@ -222,14 +261,25 @@ def register_bench(sub: argparse._SubParsersAction) -> None:
 
 
 # -- the null servicer -------------------------------------------------------------
-async def _serve_null() -> None:
+async def _serve_null(hold_ms: float = 0.0) -> None:
+    """Answer ModelInfer with the request's own tensors; with ``hold_ms``, hold
+    each request that long on a worker thread first, as a model would."""
     import grpc
 
     from seedlock.protos.inference import grpc_service_pb2 as pb
     from seedlock.protos.inference import grpc_service_pb2_grpc as pb_grpc
 
+    pool = ThreadPoolExecutor(1)
+
+    def hold() -> None:  # busy, like a model, so the core does not sleep
+        end = time.perf_counter() + hold_ms / 1e3
+        while time.perf_counter() < end:
+            pass
+
     class Null(pb_grpc.GRPCInferenceServiceServicer):
         async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
+            if hold_ms:
+                await asyncio.get_running_loop().run_in_executor(pool, hold)
             response = pb.ModelInferResponse(model_name=request.model_name, model_version="1", id=request.id)
             for tensor in request.inputs:
                 response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
@@ -246,9 +296,9 @@ async def _serve_null() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] != ["null"]:
-        raise SystemExit("usage: python -m seedlock.bench_scheduler null")
+    if sys.argv[1:2] != ["null"] or len(sys.argv) > 3:
+        raise SystemExit("usage: python -m seedlock.bench_scheduler null [HOLD_MS]")
     try:
-        asyncio.run(_serve_null())
+        asyncio.run(_serve_null(float(sys.argv[2]) if len(sys.argv) == 3 else 0.0))
     except KeyboardInterrupt:
         pass

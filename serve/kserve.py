@@ -19,6 +19,8 @@ from seedlock.serve.scheduler import deadline_from
 from seedlock.serve.tensors import from_raw, from_typed, set_typed, v2_datatype
 
 SERVER_NAME = "seedlock"
+# Raw tensors up to this size are read and written on the event loop (see ModelInfer).
+INLINE_BYTES = 8 << 20
 PLATFORM = "onnxruntime_onnx"  # Triton's name for the same backend
 
 
@@ -90,6 +92,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def _inputs(self, runtime: ModelRuntime, request: pb.ModelInferRequest) -> dict[str, np.ndarray]:
         specs = {t.name: t for t in self._graph(runtime).inputs}
+        scheduler = self.registry.scheduler(runtime)
         raw = request.raw_input_contents
         if raw and len(raw) != len(request.inputs):
             raise invalid(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs; send one per input, or none")
@@ -110,6 +113,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 raise invalid(f"input {tensor.name!r} has shape {shape}; the model expects {spec.shape} (-1: any size)")
             if any(d <= 0 for d in shape):
                 raise invalid(f"input {tensor.name!r} has shape {shape}; every dimension must be positive")
+            if shape:  # before any byte is decoded
+                scheduler.batching.check_rows(shape[0], scheduler.label)
             if divisor > 1 and len(shape) == 4 and (shape[2] % divisor or shape[3] % divisor):
                 raise invalid(f"input {tensor.name!r}: height and width must be multiples of {divisor}, got {shape[2]}x{shape[3]}")
             if raw:
@@ -134,9 +139,15 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         if unknown:
             raise invalid(f"model {runtime.name!r} has no output(s) {', '.join(unknown)} (outputs: {', '.join(known)})")
         scheduler = self.registry.scheduler(runtime)
-        feeds = await self.registry.offload(self._inputs, runtime, request)
+        # Raw tensors are views of the request's bytes: reading them (and
+        # copying raw outputs back) costs less than a hop to a worker thread
+        # and back. Typed contents are Python lists, decoded off the loop.
+        raw = bool(request.raw_input_contents) and sum(len(b) for b in request.raw_input_contents) <= INLINE_BYTES
+        feeds = self._inputs(runtime, request) if raw else await self.registry.offload(self._inputs, runtime, request)
         self._check_response_size(runtime, feeds, names)
         results = await scheduler.infer(feeds, names, deadline)
+        if not _wants_typed(request) and sum(np.asarray(r).nbytes for r in results) <= INLINE_BYTES:
+            return self._response(runtime, request, names, results)
         return await self.registry.offload(self._response, runtime, request, names, results)
 
     def _check_response_size(self, runtime: ModelRuntime, feeds: dict[str, np.ndarray], names: list[str]) -> None:

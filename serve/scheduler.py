@@ -52,6 +52,12 @@ class Batching:
         if self.mode not in MODES:
             raise ValueError(f"batching mode {self.mode!r} is not one of {MODES}")
 
+    def check_rows(self, rows: int, label: str) -> None:
+        """INVALID_ARGUMENT for a request of more rows than one call may run."""
+        if self.max_batch_size and rows > self.max_batch_size:
+            limit = self.max_batch_size
+            raise invalid(f"a batch of {rows} is over {label}'s max_batch_size of {limit} (config.pbtxt); send at most {limit} per request")
+
 
 @dataclass
 class Counters:
@@ -109,6 +115,7 @@ class ModelScheduler:
         self._wakeup: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
         self._busy = 0
+        self._running: set[_Request] = set()
         self._closing = False
 
     # -- lifecycle -----------------------------------------------------------------
@@ -120,7 +127,9 @@ class ModelScheduler:
 
     async def drain(self, timeout: float | None) -> bool:
         """Admit nothing more; let queued and running requests finish (up to
-        ``timeout`` seconds), then stop the workers. True when all finished."""
+        ``timeout`` seconds), then stop the workers. True when all finished.
+        Past the grace period, what still waits or runs is answered
+        UNAVAILABLE and a running job is told to stop at its next step."""
         self._closing = True
         assert self._wakeup is not None and self._idle is not None
         self._wakeup.set()
@@ -129,13 +138,16 @@ class ModelScheduler:
             finished = True
         except asyncio.TimeoutError:
             finished = False
-        while self._queue:  # past the grace period: what still waits is refused
-            request = self._queue.popleft()
+        for request in (*self._queue, *self._running):
+            request.stop.set()
             if not request.future.done():
-                request.future.set_exception(unavailable(f"the server stopped before {self.label} could run this request"))
-        self._wakeup.set()
+                request.future.set_exception(unavailable(f"the server stopped before {self.label} could finish this request"))
+        self._queue.clear()
+        if not finished:  # a worker awaiting a long call would otherwise hold shutdown
+            for worker in self._workers:
+                worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
-        self._pool.shutdown(wait=finished, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
         return finished
 
     @property
@@ -158,8 +170,11 @@ class ModelScheduler:
     async def _wait(self, request: _Request) -> Any:
         try:
             return await request.future
-        except asyncio.CancelledError:  # the caller went away: a running job stops at its next step
-            request.stop.set()
+        except asyncio.CancelledError:  # the caller went away (or its deadline passed)
+            request.stop.set()  # a running job stops at its next step
+            if request in self._queue:  # a queued one frees its place at once
+                self._queue.remove(request)
+                self.counters.cancelled += 1
             raise
 
     async def infer(self, feeds: dict[str, np.ndarray], outputs: list[str], deadline: float | None) -> list[np.ndarray]:
@@ -169,9 +184,7 @@ class ModelScheduler:
         if len(rows) != 1:
             raise invalid(f"every input of {self.label} must have the same batch size (axis 0); got {sorted(rows)}")
         (n,) = rows
-        limit = self.batching.max_batch_size
-        if limit and n > limit:
-            raise invalid(f"a batch of {n} is over {self.label}'s max_batch_size of {limit} (config.pbtxt); send at most {limit} per request")
+        self.batching.check_rows(n, self.label)
         key = (tuple(outputs), tuple((name, a.dtype.str, a.shape[1:]) for name, a in sorted(feeds.items())))
         request = _Request(asyncio.get_running_loop().create_future(), deadline, feeds, list(outputs), n, key)
         self._admit(request)
@@ -197,12 +210,13 @@ class ModelScheduler:
     def _takes_companions(self, first: _Request) -> bool:
         return first.job is None and self.batching.mode != "off" and self.batching.max_batch_size > 1
 
-    async def _gather(self, first: _Request) -> list[_Request]:
-        """``first`` and the queued requests that fit one call with it (same
-        tensor shapes, rows up to max_batch_size), waiting up to the queue
-        delay for more when the batch is under its largest preferred size."""
-        limit = self.batching.max_batch_size
-        group, rows = [first], first.rows
+    async def _gather(self, group: list[_Request]) -> None:
+        """Add to ``group`` (its first request taken) the queued requests that
+        fit one call with it (same tensor shapes, rows up to max_batch_size),
+        waiting up to the queue delay for more while the batch is under its
+        largest preferred size."""
+        first, limit = group[0], self.batching.max_batch_size
+        rows = first.rows
         want = max(self.batching.preferred, default=limit)
         waited_until = time.monotonic() + self.batching.max_queue_delay_s
         while True:
@@ -211,11 +225,12 @@ class ModelScheduler:
                     break
                 if request.job is None and request.key == first.key and rows + request.rows <= limit:
                     self._queue.remove(request)
+                    self._running.add(request)
                     group.append(request)
                     rows += request.rows
             left = waited_until - time.monotonic()
             if rows >= want or left <= 0 or self._closing:
-                return group
+                return
             assert self._wakeup is not None
             self._wakeup.clear()
             try:
@@ -241,8 +256,11 @@ class ModelScheduler:
             if first is None:
                 return
             self._busy += 1
+            group = [first]
+            self._running.add(first)
             try:
-                group = await self._gather(first) if self._takes_companions(first) else [first]
+                if self._takes_companions(first):
+                    await self._gather(group)
                 live = [r for r in group if self._live(r)]
                 if not live:
                     continue
@@ -261,6 +279,7 @@ class ModelScheduler:
                     if not r.future.done():
                         r.future.set_result(result)
             finally:
+                self._running.difference_update(group)
                 self._busy -= 1
                 if not self._queue and not self._busy:
                     self._idle.set()

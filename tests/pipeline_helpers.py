@@ -189,13 +189,15 @@ class Server:
             self.proc.stdout.close()
 
 
-def start_server(repository: Path, log_dir: Path, env: dict | None = None, timeout: float = 180) -> Server:
-    """``seedlock serve --repository R --port 0`` in a subprocess; returns once it
-    printed ``seedlock serve: listening on HOST:PORT`` (read from its stdout)."""
+def start_server(repository: Path, log_dir: Path, env: dict | None = None, timeout: float = 180,
+                 threads: tuple[str, ...] = ("--threads", "1"), prefix: tuple[str, ...] = ()) -> Server:  # fmt: skip
+    """``seedlock serve --repository R --port 0`` in a subprocess (``prefix``: a
+    command it runs under, such as ``taskset``); returns once it printed
+    ``seedlock serve: listening on HOST:PORT`` (read from its stdout)."""
     stderr_path = log_dir / "serve.stderr"
     with open(stderr_path, "w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "seedlock", "serve", "--repository", str(repository), "--port", "0", "--threads", "1",
+            [*prefix, sys.executable, "-m", "seedlock", "serve", "--repository", str(repository), "--port", "0", *threads,
              "--workers", "4", "--grace", "30"],
             stdout=subprocess.PIPE, stderr=err, text=True, env={**os.environ, **(env or {})}, cwd=ROOT,
         )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -71,6 +72,13 @@ def test_cli_health_and_models(server):
     row = next(line for line in proc.stdout.splitlines() if line.startswith("segmenter"))
     assert row.split()[:4] == ["segmenter", "1", "ready", "segmentation"]
     assert digest[:16] in row and "CPU" in row
+    # The scheduler and the load-time proofs: batching, instances x threads, bit-exact.
+    assert row.split()[5:] == ["dynamic", "<=", "8", "1", "x", "1t", "yes", "CPU"], row
+    proc = cli("models", "--server", server.address, "--json")
+    assert proc.returncode == 0, proc.stderr
+    (version,) = json.loads(proc.stdout)["models"][0]["versions"]
+    assert version["digest"] == digest and version["batching"] == "dynamic" and version["bit_exact_with_export"] is True
+    assert "proved" in version["batching_reason"] and version["preferred_batch_sizes"] == [4, 8]
 
 
 def test_cli_unreachable_server_and_missing_image_fail_in_one_line(tmp_path):

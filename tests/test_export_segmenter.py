@@ -136,6 +136,30 @@ def test_cli_export_and_verify(tmp_path, tiny_checkpoint):
     assert proc.returncode == 2 and "already exists" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_intra_op_threads_are_pinned_at_export_and_servers_scale_by_instances(tmp_path, tiny_checkpoint):
+    from seedlock.core import model_config
+    from seedlock.serve.server import start_server
+
+    proc = run_cli("export", "onnx", str(tiny_checkpoint), "--repository", str(tmp_path), "--intra-op-threads", "2")
+    assert proc.returncode == 0, proc.stderr
+    m = Manifest.load(tmp_path / "segmenter" / "1")
+    assert m.session == {"intra_op_threads": 2} and m.intra_op_threads == 2
+    config = model_config.parse((tmp_path / "segmenter" / "config.pbtxt").read_text())
+    assert config.parameters["intra_op_thread_count"].string_value == "2"  # what Triton's ORT backend reads
+    x = np.random.default_rng(5).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    answers = []
+    for threads in (2, 5):  # one instance of two threads, then two
+        with start_server(tmp_path, threads=threads) as server:
+            runtime = server.registry.get("segmenter")
+            assert server.registry.scheduler(runtime).instances == threads // 2
+            serving = server.registry.serving[("segmenter", 1)]
+            assert serving.bit_exact, serving.bit_exact_detail  # the runtime reference was taken with 2 threads
+            answers.append(runtime.run({"image": x}, ["logits"])[0].tobytes())
+    assert answers[0] == answers[1]
+    proc = run_cli("export", "onnx", str(tiny_checkpoint), "--repository", str(tmp_path), "--name", "x", "--intra-op-threads", "0")
+    assert proc.returncode == 2 and "--intra-op-threads" in proc.stderr
+
+
 @pytest.mark.parametrize(
     "content,message",
     [(None, "checkpoint"), (b"not a checkpoint at all", "not a readable checkpoint")],

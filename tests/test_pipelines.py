@@ -10,6 +10,9 @@ has its tiny training flags and client call)."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pipeline_helpers as ph
 import pytest
 from conftest import run_cli
@@ -79,3 +82,26 @@ def test_served_model_answers_through_the_client_deterministically(pipeline, tmp
     stderr = server.stderr()
     assert code == 0, f"seedlock serve exited {code} on SIGTERM:\n{stderr[-4000:]}"
     assert "Traceback" not in stderr, stderr[-4000:]
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset (util-linux) to give the server one core")
+def test_answers_do_not_depend_on_the_servers_threads_or_the_hosts_cores(pipeline, tmp_path):
+    """Same bytes from a server with --threads 3 (three instances per model) and
+    one confined to a single core with no --threads (its default: one instance)."""
+    task, _, repository = pipeline
+    answers = []
+    for name, threads, prefix in (("three", ("--threads", "3"), ()), ("one-core", (), ("taskset", "-c", "0"))):
+        folder = tmp_path / name
+        folder.mkdir()
+        server = ph.start_server(repository, folder, threads=threads, prefix=prefix)
+        try:
+            answers.append(ph.call(task, server.address, folder))
+            models = run_cli("client", "models", "--server", server.address, "--json", timeout=120)
+            assert models.returncode == 0, models.stderr
+            assert server.terminate() == 0, server.stderr()[-4000:]
+        finally:
+            server.kill()
+        listing = json.loads(models.stdout)
+        (version,) = [v for m in listing["models"] if m["name"] == task.model_name for v in m["versions"]]
+        assert version["instances"] == (3 if name == "three" else 1), version
+    assert answers[0] == answers[1], f"{task.name}: the answer changed with the server's threads and cores"

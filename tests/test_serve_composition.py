@@ -121,6 +121,30 @@ def test_repeated_requests_are_byte_identical(client):
     assert answers[0].request_id == "r1" and answers[0].seed == 5
 
 
+def test_concurrent_requests_on_several_instances_match_sequential_answers(composer_model, client):
+    """Melodies composed at once on three instances (and streams among them)
+    are the ones composed one at a time on one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    asks = [("up", 21), ("down", 22), ("up", 23), ("down", 24)]
+    alone = [client.compose(genre=g, length=LENGTH, seed=s, strategy="sample").events for g, s in asks]
+    with start_server(composer_model[1], threads=1, instances=3, workers=4) as busy:
+        with CompositionClient(busy.address, timeout=60, retry=NO_RETRY) as c:
+
+            def unary(ask):
+                return c.compose(genre=ask[0], length=LENGTH, seed=ask[1], strategy="sample").events
+
+            def streamed(ask):
+                final = list(c.compose_stream(genre=ask[0], length=LENGTH, seed=ask[1], strategy="sample"))[-1]
+                return final.events
+
+            with ThreadPoolExecutor(8) as pool:
+                together = list(pool.map(lambda i: (unary, streamed)[i % 2](asks[i % 4]), range(8)))
+        assert busy.registry.scheduler(busy.registry.get("composer")).instances == 3
+    for i, events in enumerate(together):
+        np.testing.assert_array_equal(events, alone[i % 4])
+
+
 def test_unset_seed_is_drawn_and_echoed(client):
     first = client.compose(genre="up", length=8)
     again = client.compose(genre="up", length=8, seed=first.seed)

@@ -138,6 +138,35 @@ def test_concurrent_requests_get_the_answers_they_get_alone(client):
     assert together == [alone[s] for s in seeds * 2]
 
 
+def test_generate_requests_batched_together_get_the_answers_they_get_alone(server, client):
+    """Requests queued behind a busy model go as one call of several requests'
+    rows; each still gets the bytes it gets alone."""
+    from test_serve_errors import Held, in_thread
+
+    asks = [(1, 20), (2, 21), (3, 22), (1, 23)]  # (count, seed): 7 rows, under max_batch_size 8
+    alone = [client.generate_raw(n, seed=s, model=ALL_MODEL).images_png for n, s in asks]
+    with Held(server, ALL_MODEL) as held:
+        first = in_thread(client.generate_raw, 2, seed=19, model=ALL_MODEL)
+        assert held.running.wait(30)
+        waiting = [in_thread(client.generate_raw, n, seed=s, model=ALL_MODEL) for n, s in asks]
+        held.wait_queued(len(asks))
+        held.release()
+        for t, _ in [first, *waiting]:
+            t.join(60)
+    assert held.calls[:2] == [2, 7], held.calls  # the four queued requests ran as one call
+    assert [out[0].images_png for _, out in waiting] == alone
+
+
+def test_a_count_over_max_batch_size_runs_as_several_calls_with_the_same_images(repo, server, client):
+    scheduler = server.registry.scheduler(server.registry.get(ALL_MODEL))
+    limit = scheduler.batching.max_batch_size
+    assert limit == 8
+    calls = scheduler.counters.calls
+    result = client.generate_raw(2 * limit + 3, seed=5, model=ALL_MODEL)
+    assert scheduler.counters.calls - calls == 3
+    assert list(result.images_png) == expected_pngs(repo, ALL_MODEL, 2 * limit + 3, 5)  # one in-process call of 19
+
+
 # --------------------------------------------------------------------------- Compare
 
 
