@@ -31,8 +31,8 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
                         "otherwise, with a warning saying why; 'tensorrt' also warns about models without an engine; "
                         "'onnxruntime' ignores engines (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads the models may use together (default: the cores available). Each model version runs "
-                        "threads / its intra-op threads instances; a session's own thread count is part of the model "
+                        help="CPU threads each model version may keep busy (default: the cores available): it runs "
+                        "threads / its intra-op threads instances. A session's own thread count is part of the model "
                         "(its manifest), so this changes throughput, never an answer")
     parser.add_argument("--instances", type=int, default=None,
                         help="model calls per model version that run at once, over config.pbtxt's instance_group count "

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from seedlock.core.manifest import GraphSpec, Manifest
+from seedlock.serve.scheduler import row_shapes
 
 log = logging.getLogger("seedlock.serve")
 RunGraph = Callable[[dict[str, np.ndarray], list[str]], list[np.ndarray]]
@@ -30,6 +31,7 @@ RunGraph = Callable[[dict[str, np.ndarray], list[str]], list[np.ndarray]]
 class BatchingProof:
     mode: str  # "dynamic" | "padded" | "off"
     reason: str
+    shapes: frozenset = frozenset()  # the row shapes proved (scheduler.row_shapes)
 
 
 def _load(folder: Path, name: str) -> np.ndarray:
@@ -86,12 +88,16 @@ def prove_batching(run: RunGraph, graph: GraphSpec, templates: list[dict[str, np
     if not templates:
         return BatchingProof("off", "the manifest stores no reference input to prove batching with: one request per call")
     proofs = [prove_at(run, graph, t, limit) for t in templates]
-    for mode in ("off", "padded"):
-        for p in proofs:
-            if p.mode == mode:
-                return p
-    shapes = ", ".join("x".join(map(str, next(iter(t.values())).shape[1:])) for t in templates)
-    return BatchingProof("dynamic", f"{proofs[0].reason} (inputs {shapes})")
+    shapes = frozenset(row_shapes(t) for t in templates)
+    described = ", ".join("x".join(map(str, next(iter(t.values())).shape[1:])) for t in templates)
+    others = f"; inputs {described} batch, other shapes run one request per call"
+    for p in proofs:
+        if p.mode == "off":
+            return p
+    for p in proofs:
+        if p.mode == "padded":
+            return BatchingProof("padded", p.reason + others, shapes)
+    return BatchingProof("dynamic", proofs[0].reason + others, shapes)
 
 
 def prove_at(run: RunGraph, graph: GraphSpec, inputs: dict[str, np.ndarray] | None, limit: int, seed: int = 0) -> BatchingProof:

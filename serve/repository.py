@@ -50,7 +50,7 @@ class Registry:
 
     repository: Path
     config: SessionConfig
-    threads: int  # CPU threads the models' instances share (--threads)
+    threads: int  # CPU threads each model version's instances may keep busy (--threads)
     max_queue: int = DEFAULT_MAX_QUEUE
     instances: int | None = None  # --instances: per model version, over config.pbtxt
     workers: int = 4
@@ -135,12 +135,12 @@ def plan_serving(runtime: ModelRuntime, registry: Registry) -> Serving:
     if settings.dynamic_batching and limit > 1:
         graph = manifest.graph("model")
         proof = proofs.prove_batching(runtime.run, graph, proofs.proof_templates(manifest, folder), limit)
-        mode, reason = proof.mode, proof.reason
     elif limit:
-        mode, reason = "off", "config.pbtxt has no dynamic_batching block: one request per call"
+        proof = proofs.BatchingProof("off", "config.pbtxt has no dynamic_batching block: one request per call")
     else:
-        mode, reason = "off", "max_batch_size is 0: one request per call"
-    batching = Batching(mode, limit, settings.max_queue_delay_us / 1e6, settings.preferred_batch_sizes)
+        proof = proofs.BatchingProof("off", "max_batch_size is 0: one request per call")
+    mode, reason = proof.mode, proof.reason
+    batching = Batching(mode, limit, settings.max_queue_delay_us / 1e6, settings.preferred_batch_sizes, proof.shapes)
     instances = registry.instances or settings.instance_count or max(1, registry.threads // manifest.intra_op_threads)
     exact, detail = proofs.bit_exact_with_export(runtime.sessions, manifest, folder)
     log_fn = log.info if mode != "off" or not settings.dynamic_batching else log.warning
@@ -184,7 +184,7 @@ def load_repository(
 ) -> Registry:
     """Verify and load the repository's models (all, or those named), read
     their ``config.pbtxt`` and prove their batching (see :func:`plan_serving`).
-    ``threads``: the CPU threads the models' instances share (default: the cores)."""
+    ``threads``: the CPU threads each model version's instances may keep busy (default: the cores)."""
     root = Path(repository)
     try:
         available = model_names(root)

@@ -47,6 +47,9 @@ class Batching:
     max_batch_size: int = 0  # rows per call; 0: no limit (a model without a batch axis)
     max_queue_delay_s: float = 0.0
     preferred: tuple[int, ...] = ()
+    # The row shapes (see row_shapes) the proof covered: requests of other
+    # shapes run alone, since kernels may split work differently by shape.
+    shapes: frozenset = frozenset()
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -83,6 +86,12 @@ class _Request:
     key: tuple = ()
     job: Callable[[threading.Event], Any] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+
+
+def row_shapes(feeds: dict[str, np.ndarray]) -> tuple:
+    """What must match for requests to share a call: each input's name, dtype
+    and shape without the batch axis."""
+    return tuple((name, a.dtype.str, a.shape[1:]) for name, a in sorted(feeds.items()))
 
 
 def deadline_from(remaining: float | None) -> float | None:
@@ -185,7 +194,7 @@ class ModelScheduler:
             raise invalid(f"every input of {self.label} must have the same batch size (axis 0); got {sorted(rows)}")
         (n,) = rows
         self.batching.check_rows(n, self.label)
-        key = (tuple(outputs), tuple((name, a.dtype.str, a.shape[1:]) for name, a in sorted(feeds.items())))
+        key = (tuple(outputs), row_shapes(feeds))
         request = _Request(asyncio.get_running_loop().create_future(), deadline, feeds, list(outputs), n, key)
         self._admit(request)
         return await self._wait(request)
@@ -207,8 +216,9 @@ class ModelScheduler:
             await self._wakeup.wait()
         return self._queue.popleft()
 
-    def _takes_companions(self, first: _Request) -> bool:
-        return first.job is None and self.batching.mode != "off" and self.batching.max_batch_size > 1
+    def _batchable(self, request: _Request) -> bool:
+        b = self.batching
+        return request.job is None and b.mode != "off" and b.max_batch_size > 1 and request.key[1] in b.shapes
 
     async def _gather(self, group: list[_Request]) -> None:
         """Add to ``group`` (its first request taken) the queued requests that
@@ -259,7 +269,7 @@ class ModelScheduler:
             group = [first]
             self._running.add(first)
             try:
-                if self._takes_companions(first):
+                if self._batchable(first):
                     await self._gather(group)
                 live = [r for r in group if self._live(r)]
                 if not live:
@@ -289,7 +299,7 @@ class ModelScheduler:
         assert self.run is not None
         first = group[0]
         total = sum(r.rows for r in group)
-        pad = self.batching.max_batch_size - total if self.batching.mode == "padded" else 0
+        pad = self.batching.max_batch_size - total if self.batching.mode == "padded" and self._batchable(first) else 0
         if len(group) == 1 and not pad:
             feeds = first.feeds
         else:

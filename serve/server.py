@@ -153,7 +153,7 @@ def start_server(
 ) -> RunningServer:
     """Load the repository and serve it on ``host:port`` (0: a free port).
 
-    ``threads``: CPU threads the models may use together (default: the cores);
+    ``threads``: CPU threads each model version may keep busy (default: the cores);
     each model version runs ``threads // its intra-op threads`` instances
     unless its ``config.pbtxt`` (``instance_group``) or ``instances`` says
     otherwise. A session's own thread count is the model's (its manifest), so

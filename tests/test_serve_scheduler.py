@@ -101,6 +101,25 @@ def test_batched_answers_are_byte_identical_to_single_ones(server, singles):
         assert out[0].tobytes() == singles[seed]
 
 
+def test_inputs_of_a_shape_the_proof_did_not_cover_run_one_request_per_call(server):
+    """Kernels may split work differently by shape, so only the shapes proved
+    at load are batched; others are answered, one request per call."""
+    scheduler = server.registry.scheduler(server.registry.get("segmenter"))
+    assert "other shapes run one request per call" in server.registry.serving[("segmenter", 1)].batching_reason
+    x = np.random.default_rng(9).standard_normal((1, 3, 16, 24)).astype(np.float32)
+    alone = triton_infer(server.address, x)
+    with Held(server, "segmenter") as held:
+        first = in_thread(triton_infer, server.address, x)
+        assert held.running.wait(30)
+        waiting = [in_thread(triton_infer, server.address, x) for _ in range(3)]
+        held.wait_queued(3)
+        held.release()
+        for t, _ in [first, *waiting]:
+            t.join(30)
+    assert held.calls == [1, 1, 1, 1] and scheduler.batching.mode == "dynamic"
+    assert all(out[0].tobytes() == alone.tobytes() for _, out in [first, *waiting])
+
+
 def test_segment_requests_batch_and_match_their_single_answers(server):
     images = [sample_png(30 + 3 * i, 50 - 2 * i, seed=i) for i in range(6)]
     with SegmentationClient(server.address, timeout=30, retry=NO_RETRY) as seg:
