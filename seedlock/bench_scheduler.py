@@ -14,6 +14,9 @@ For each model with a batchable ``model`` graph, side by side in one run:
    this host when a request takes the model's time;
 4. ``seedlock serve`` (another process) with the same thread budget.
 
+Each server run also records the CPU milliseconds per request spent by the
+server and by the client (one machine: the client's CPU is not the model's).
+
 At each concurrency it reports p50/p99 and requests/s, and the targets:
 ``p50(seedlock) - p50(in-process) - p50(null)`` over the in-process p50 at
 concurrency 1 (<= 5 %), throughput at the highest concurrency over the floor
@@ -42,7 +45,7 @@ from typing import Any, Callable
 import numpy as np
 
 from seedlock.bench import percentile
-from seedlock.bench_segment import _levels, _Server, measure
+from seedlock.bench_segment import _levels, _Server, measure_cpu
 from seedlock.core.errors import UserError
 
 TARGET_C1_OVERHEAD = 0.05
@@ -142,14 +145,15 @@ def _bench_model(args: argparse.Namespace, name: str) -> dict[str, Any]:
         null_server = _Server([sys.executable, "-m", "seedlock.bench_scheduler", "null", *extra])
         try:
             caller = _triton_caller(null_server.address, name, row)
-            out.update({c: measure(caller, c, args.requests, args.warmup) for c in args.concurrency})
+            out.update({c: measure_cpu(caller, c, args.requests, args.warmup, null_server.cpu_seconds) for c in args.concurrency})
         finally:
             null_server.close()
     cmd = [sys.executable, "-m", "seedlock", "serve", "--repository", str(args.repository), "--models", name,
            "--port", "0", "--threads", str(threads), "--grace", "5", "--max-queue", "256"]  # fmt: skip
     server = _Server(cmd)
     try:
-        served = {c: measure(_triton_caller(server.address, name, row), c, args.requests, args.warmup) for c in args.concurrency}
+        caller = _triton_caller(server.address, name, row)
+        served = {c: measure_cpu(caller, c, args.requests, args.warmup, server.cpu_seconds) for c in args.concurrency}
     finally:
         server.close()
     c1, top = args.concurrency[0], args.concurrency[-1]
@@ -191,8 +195,9 @@ def _plot(results: list[dict[str, Any]], path: str) -> None:
     for ax, r in zip(axes[0], results):
         curve = r["in_process"]["curve"]
         ax.plot([p["batch"] for p in curve], [p["rows_per_s"] for p in curve], "o-", label="in-process, batch b")
-        for label, key in (("seedlock, concurrency c", "seedlock"), ("null servicer, concurrency c", "null_servicer")):
-            pts = sorted((int(c), m["requests_per_s"]) for c, m in r[key].items())
+        # The plain null servicer (no model) is far above the others: it is in the JSON, not here.
+        for label, key in (("seedlock, concurrency c", "seedlock"), ("null servicer holding the model's time, concurrency c", "null_servicer_paced")):
+            pts = sorted((int(c), m["requests_per_s"]) for c, m in r[key].items() if c != "hold_ms")
             ax.plot([c for c, _ in pts], [v for _, v in pts], "s--", label=label)
         ax.set_title(r["model"])
         ax.set_xlabel("batch size b / concurrency c")
@@ -216,7 +221,8 @@ def _bench(args: argparse.Namespace) -> int:
         "environment": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
                         "onnxruntime": ort.__version__, "machine": platform.machine()},
     }  # fmt: skip
-    print(f"{'model':<18} {'path':<16} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+    print(f"{'model':<18} {'path':<16} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'server CPU':>10} {'client CPU':>10}"
+          "  (CPU: ms per request)")
     for r in results:
         print(f"{r['model']:<18} {'in-process b=1':<16} {1:>4} {r['in_process']['batch1_p50_ms']:>8.2f} {'':>8} "
               f"{r['in_process']['batch1_rows_per_s']:>8.1f}   (floor {r['in_process']['floor_rows_per_s']:.1f} rows/s at batch "
@@ -225,7 +231,8 @@ def _bench(args: argparse.Namespace) -> int:
             for c, m in r[key].items():
                 if c != "hold_ms":
                     label = key.replace("_servicer", "").replace("_", " ")
-                    print(f"{r['model']:<18} {label:<16} {c:>4} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['requests_per_s']:>8.1f}")
+                    print(f"{r['model']:<18} {label:<16} {c:>4} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['requests_per_s']:>8.1f} "
+                          f"{m['server_cpu_ms_per_request']:>10.2f} {m['cpu_ms_per_request']:>10.2f}")
         for key, t in r["targets"].items():
             if t.get("informative"):
                 print(f"  {key}: {t['value']:.3f} (informative)")

@@ -30,6 +30,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -157,8 +158,14 @@ class _Server:
     ADDRESS") in a subprocess on a free port."""
 
     def __init__(self, cmd: list[str]) -> None:
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # stderr to a file: a pipe nobody reads would block a server that logs a lot.
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
         self.address = self._wait_for_address(timeout=120.0)
+
+    def stderr(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read()
 
     def _wait_for_address(self, timeout: float) -> str:
         sel = selectors.DefaultSelector()
@@ -171,7 +178,7 @@ class _Server:
                 line = self.proc.stdout.readline()
                 if "listening on" in line:
                     return line.rsplit(" ", 1)[-1].strip()
-        err = self.proc.stderr.read() if self.proc.poll() is not None else ""
+        err = self.stderr() if self.proc.poll() is not None else ""
         self.close()
         raise UserError(f"the server did not start: {err.strip().splitlines()[-1] if err.strip() else 'timed out'}")
 

@@ -184,6 +184,8 @@ class ModelScheduler:
             if request in self._queue:  # a queued one frees its place at once
                 self._queue.remove(request)
                 self.counters.cancelled += 1
+                if not self._queue and not self._busy and self._idle is not None:
+                    self._idle.set()
             raise
 
     async def infer(self, feeds: dict[str, np.ndarray], outputs: list[str], deadline: float | None) -> list[np.ndarray]:

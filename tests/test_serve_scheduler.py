@@ -240,3 +240,28 @@ def test_no_thread_waits_for_a_model(server):
         for t, _ in [first, *waiting]:
             t.join(30)
     assert all(len(out) == 1 and not isinstance(out[0], Exception) for _, out in waiting)
+
+
+def test_bench_scheduler_reports_every_path_and_target(repo, tmp_path):
+    """`seedlock bench scheduler` end to end at a tiny size (what it measures is
+    speed; here only that every figure is there and the servers answered)."""
+    import json
+
+    from conftest import run_cli
+
+    out = tmp_path / "bench.json"
+    proc = run_cli("bench", "scheduler", "--repository", str(repo), "--models", "segmenter", "--requests", "8",
+                   "--warmup", "1", "--concurrency", "1,2", "--json", str(out), timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    (model,) = report["models"]
+    assert model["model"] == "segmenter" and model["max_batch_size"] == 8 and model["instances"] == 1
+    assert [p["batch"] for p in model["in_process"]["curve"]] == list(range(1, 9))
+    for key in ("null_servicer", "null_servicer_paced", "seedlock"):
+        for level in ("1", "2"):
+            m = model[key][level]
+            # CPU time comes in clock ticks (10 ms): at this size it may round to 0.
+            assert m["requests_per_s"] > 0 and m["p50_ms"] > 0 and m["server_cpu_ms_per_request"] >= 0, (key, m)
+    assert model["null_servicer_paced"]["hold_ms"] == model["in_process"]["batch1_p50_ms"]
+    assert set(model["targets"]) == {"c1_own_cost", "c1_cost_beyond_paced_null", "throughput_vs_floor", "throughput_vs_batch1"}
+    assert len(report["load_average_before"]) == 3
