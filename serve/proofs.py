@@ -16,15 +16,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from seedlock.core.manifest import GraphSpec, Manifest
-from seedlock.serve.scheduler import row_shapes
+from seedlock.serve.scheduler import RunGraph, row_shapes
 
 log = logging.getLogger("seedlock.serve")
-RunGraph = Callable[[dict[str, np.ndarray], list[str]], list[np.ndarray]]
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ class Registry:
 
     async def offload(self, fn: Callable[..., T], *args: Any) -> T:
         """Run CPU work of a request (decoding, encoding) off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self.cpu, lambda: fn(*args))
+        return await asyncio.get_running_loop().run_in_executor(self.cpu, fn, *args)
 
 
 def plan_serving(runtime: ModelRuntime, registry: Registry) -> Serving:
