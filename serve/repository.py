@@ -115,8 +115,13 @@ class Registry:
         return self.schedulers[(runtime.name, runtime.version)]
 
     async def drain(self, grace: float | None) -> None:
+        """Drain every scheduler (see :meth:`ModelScheduler.drain`)."""
         every = [*self.schedulers.values(), *self.extra_schedulers.values()]
         await asyncio.gather(*(s.drain(grace) for s in every))
+
+    def close(self) -> None:
+        """Stop the decoding pool. Only once no RPC is left: a handler whose
+        model call has finished still encodes its answer on this pool."""
         if self.cpu is not None:
             self.cpu.shutdown(wait=False, cancel_futures=True)
 

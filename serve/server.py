@@ -123,6 +123,7 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         assert self.server is not None
         await asyncio.gather(self.server.stop(grace), self.registry.drain(grace))
+        self.registry.close()  # server.stop returned: every RPC has answered
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the server stops (or ``timeout``); True when it has stopped."""
@@ -261,9 +262,11 @@ async def _start(running: RunningServer, host: str, port: int, max_message_bytes
         bound = server.add_insecure_port(address)
     except RuntimeError as exc:
         await registry.drain(0)
+        registry.close()
         raise UserError(f"cannot listen on {address}: {exc}") from None
     if bound == 0:
         await registry.drain(0)
+        registry.close()
         raise UserError(f"cannot listen on {address} (address in use or not available)")
     running.port = bound
     for name in registry.names():
