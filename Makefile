@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.seedlock-installed
 # never resolves a CUDA build from the registry.
 TORCH  := torch==2.13.0
 
-.PHONY: venv test test-fast demo lint clean
+.PHONY: venv test test-fast fuzz demo lint clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,10 @@ test: lint
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# The fuzz suite at a larger example count than `make test` runs it.
+fuzz: $(STAMP)
+	SEEDLOCK_FUZZ_EXAMPLES=$${SEEDLOCK_FUZZ_EXAMPLES:-400} $(PY) -m pytest -q -m fuzz
 
 # ruff, then the layering contracts (tests/test_layering.py) fail `make test` on a violation.
 lint: $(STAMP)

@@ -16,7 +16,20 @@ import numpy as np
 # Fixed PNG settings so the same mask always encodes to the same bytes. Level 1:
 # masks compress well anyway, and level 6 cost ~10 ms per 256x256 response.
 _PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
-MAX_PIXELS = 64_000_000
+MAX_PIXELS = 16_777_216  # 4096 x 4096
+MAX_SIDE = 16_384
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """The largest image a request may send (``seedlock serve --max-image-pixels
+    / --max-image-side``), checked from the header before decoding."""
+
+    max_pixels: int = MAX_PIXELS
+    max_side: int = MAX_SIDE
+
+
+DEFAULT_LIMITS = ImageLimits()
 
 
 class ImageError(ValueError):

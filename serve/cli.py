@@ -16,6 +16,7 @@ def _names(value: str) -> list[str]:
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    from seedlock.core.imaging import MAX_PIXELS, MAX_SIDE
     from seedlock.serve.defaults import DEFAULT_GRACE_S, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_QUEUE, DEFAULT_PORT
 
     parser.add_argument("--repository", required=True, help="model repository folder (Triton layout, from `seedlock export`)")
@@ -45,6 +46,11 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
                         "(config.pbtxt's dynamic_batching.default_queue_policy.max_queue_size wins; default: %(default)s)")
     parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
                         help="largest request or response in bytes (default: %(default)s)")
+    parser.add_argument("--max-image-pixels", type=int, default=MAX_PIXELS,
+                        help="largest image a request may send, in pixels (width x height, read from the header "
+                        "before decoding; default: %(default)s)")
+    parser.add_argument("--max-image-side", type=int, default=MAX_SIDE,
+                        help="longest image side a request may send, in pixels (default: %(default)s)")
     parser.add_argument("--grace", type=float, default=DEFAULT_GRACE_S,
                         help="seconds queued and in-flight requests get to finish on SIGTERM (default: %(default)s)")
     parser.add_argument("--spin", action="store_true", help="let ONNX Runtime threads spin between ops (lower latency, more CPU)")
@@ -52,6 +58,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from seedlock.core.imaging import ImageLimits
     from seedlock.serve.server import start_server
 
     stop = threading.Event()
@@ -83,6 +90,7 @@ def _serve(args: argparse.Namespace) -> int:
         allow_spinning=args.spin,
         cache_dir=args.trt_cache,
         backend=args.backend,
+        image_limits=ImageLimits(args.max_image_pixels, args.max_image_side),
     )
     # One line on stdout for scripts and tests that started us with --port 0.
     print(f"seedlock serve: listening on {running.address}", flush=True)

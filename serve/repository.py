@@ -16,6 +16,7 @@ from typing import Any, Callable, Generic, Sequence, TypeVar
 
 from seedlock.core import model_config, tasks
 from seedlock.core.errors import UserError
+from seedlock.core.imaging import DEFAULT_LIMITS, ImageLimits
 from seedlock.core.manifest import Manifest, ManifestError
 from seedlock.core.repository import load_version, model_names, version_numbers
 from seedlock.core.sessions import SessionConfig, default_threads
@@ -54,6 +55,7 @@ class Registry:
     max_queue: int = DEFAULT_MAX_QUEUE
     instances: int | None = None  # --instances: per model version, over config.pbtxt
     workers: int = 4
+    image_limits: ImageLimits = DEFAULT_LIMITS  # --max-image-pixels / --max-image-side
     runtimes: dict[str, dict[int, ModelRuntime]] = field(default_factory=dict)
     refused: dict[str, dict[int | None, str]] = field(default_factory=dict)
     serving: dict[tuple[str, int], Serving] = field(default_factory=dict)

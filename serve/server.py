@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from seedlock.core import tasks
 from seedlock.core.errors import UserError
+from seedlock.core.imaging import DEFAULT_LIMITS, ImageLimits
 from seedlock.core.sessions import SessionConfig, default_threads, resolve_providers
 from seedlock.core.version import VERSION as __version__
 from seedlock.protos import pool
@@ -151,6 +152,7 @@ def start_server(
     allow_spinning: bool = False,
     cache_dir: str | None = None,
     backend: str = "auto",
+    image_limits: ImageLimits = DEFAULT_LIMITS,
 ) -> RunningServer:
     """Load the repository and serve it on ``host:port`` (0: a free port).
 
@@ -166,6 +168,9 @@ def start_server(
     export trt``) when this host can run it, else through ONNX Runtime;
     "onnxruntime" ignores engines; "tensorrt" is "auto" that also warns about
     models without an engine.
+
+    ``image_limits``: the largest image a request may send, read from its
+    header before anything is decoded.
 
     Raises :class:`UserError` when nothing can be served (no repository, no
     loadable model, port taken) or a flag is wrong.
@@ -191,6 +196,7 @@ def start_server(
     )
     registry = load_repository(repository, config, models=models, threads=budget, max_queue=max_queue,
                                instances=instances, workers=workers or max(2, default_threads()))  # fmt: skip
+    registry.image_limits = image_limits
     if not registry.ready_names():
         reasons = "; ".join(f"{n}: {'; '.join(r.values())}" for n, r in registry.refused.items()) or "it holds no model"
         raise UserError(f"no model in {repository} could be loaded ({reasons})")
