@@ -18,6 +18,28 @@
 #
 # Arguments after the image name replace the default CMD (the flags of
 # `seedlock serve`), e.g. `... seedlock:gpu --repository /models --host 0.0.0.0 --providers cuda`.
+#
+# TLS and bearer tokens: mount the secrets read-only (never bake them into the
+# image) and name them in the CMD; they must be readable by uid 10001.
+#   secrets/tls.crt, secrets/tls.key   the server's certificate (chain) and unencrypted key
+#   secrets/ca.crt                     the CA that signed tls.crt (for the HEALTHCHECK, below)
+#   secrets/tokens                     bearer tokens, one per line (# comments allowed)
+#     docker run -p 8001:8001 -v "$PWD/repository:/models:ro" -v "$PWD/secrets:/run/secrets/seedlock:ro" \
+#       -e SEEDLOCK_TLS_CA=/run/secrets/seedlock/ca.crt -e SEEDLOCK_TLS_SERVER_NAME=seedlock.example.com \
+#       seedlock:cpu --repository /models --host 0.0.0.0 --port 8001 \
+#         --tls-cert /run/secrets/seedlock/tls.crt --tls-key /run/secrets/seedlock/tls.key \
+#         --auth-token-file /run/secrets/seedlock/tokens
+#   Mutual TLS: add --tls-client-ca /run/secrets/seedlock/client-ca.crt (clients must present a
+#   certificate it signed, the HEALTHCHECK too: -e SEEDLOCK_TLS_CERT=... -e SEEDLOCK_TLS_KEY=...).
+#   Clients: seedlock client ... --tls-ca ca.crt [--tls-cert c.crt --tls-key c.key] --token-file token
+#   (or $SEEDLOCK_TOKEN); tritonclient: ssl=True, root_certificates=..., headers={"authorization": "Bearer ..."}.
+#
+# The HEALTHCHECK needs no token (health stays open) and takes every setting
+# from the environment, so `docker run -e` adjusts it: SEEDLOCK_HEALTH_ADDRESS
+# (default 127.0.0.1:8001; set it when --port changes); with TLS, SEEDLOCK_TLS_CA
+# (the CA that signed the server's certificate) and SEEDLOCK_TLS_SERVER_NAME (a
+# name the certificate holds, when 127.0.0.1 is not one); with --tls-client-ca,
+# SEEDLOCK_TLS_CERT and SEEDLOCK_TLS_KEY (a client certificate).
 
 ARG VARIANT=gpu
 ARG CUDA_BASE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
@@ -93,8 +115,9 @@ WORKDIR /home/seedlock
 # The model repository (Triton layout, from `seedlock export`); mount it read-only.
 VOLUME ["/models"]
 EXPOSE 8001
+# No address here: the module reads $SEEDLOCK_HEALTH_ADDRESS (default 127.0.0.1:8001) and $SEEDLOCK_TLS_*.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-m", "seedlock.serve.healthcheck", "--address", "127.0.0.1:8001"]
+    CMD ["python", "-m", "seedlock.serve.healthcheck"]
 # Exec form: the server is PID 1 and gets SIGTERM itself, so `docker stop` drains in-flight requests.
 ENTRYPOINT ["seedlock", "serve"]
 CMD ["--repository", "/models", "--host", "0.0.0.0", "--port", "8001"]

@@ -11,9 +11,13 @@ import grpc
 import numpy as np
 
 from seedlock.clients.base import BaseClient
-from seedlock.clients.errors import from_rpc_error
+from seedlock.clients.errors import InvalidArgument, from_rpc_error
 from seedlock.core import music_events as me
+from seedlock.core import music_sampling as ms
+from seedlock.core import primer_files as pf
 from seedlock.protos.seedlock.v1 import composition_pb2, composition_pb2_grpc
+
+MAX_VERSION = 2**63 - 1  # int64 on the wire
 
 # bytes: a MIDI/MusicXML file's contents; str/Path: such a file; ndarray:
 # (N, 2) event tokens; a sequence: (midi or None, quarter_length) pairs.
@@ -52,19 +56,60 @@ class StreamedEvent:
     duration: float  # quarter notes
 
 
+def _invalid(message: str) -> InvalidArgument:
+    """What the server would answer, raised before anything is sent."""
+    return InvalidArgument(grpc.StatusCode.INVALID_ARGUMENT, message, "Composition.Compose")
+
+
 def _primer_fields(primer: Primer) -> dict[str, Any]:
+    """The request's primer, checked as the server checks it (size, format, an
+    MXL's directory; event values and count)."""
     if primer is None:
         return {}
-    if isinstance(primer, (bytes, bytearray, memoryview)):
-        return {"primer_file": bytes(primer)}
     if isinstance(primer, (str, Path)):
-        return {"primer_file": Path(primer).read_bytes()}
-    if isinstance(primer, np.ndarray):
-        pairs = me.to_values(primer)
-    else:
-        pairs = [(None if p is None or int(p) < 0 else int(p), float(d)) for p, d in primer]
-    events = [composition_pb2.Event(pitch=-1 if p is None else p, duration=d) for p, d in pairs]
+        primer = Path(primer).read_bytes()
+    if isinstance(primer, (bytes, bytearray, memoryview)):
+        data = bytes(primer)
+        if not data:
+            raise _invalid(pf.EMPTY_PRIMER)
+        try:
+            pf.check_primer_file(data)
+        except me.MusicDecodeError as exc:
+            raise _invalid(f"primer_file: {exc}") from None
+        return {"primer_file": data}
+    try:
+        if isinstance(primer, np.ndarray):
+            pairs = me.to_values(primer)
+        else:
+            pairs = [(None if p is None or int(p) < 0 else int(p), float(d)) for p, d in primer]
+    except (TypeError, ValueError) as exc:
+        raise _invalid(f"primer events must be (midi or None, quarter_length) pairs: {exc}") from None
+    if not pairs:
+        raise _invalid("primer_events holds no events; send at least one, or leave the primer unset")
+    if len(pairs) > me.MAX_PRIMER_EVENTS:
+        raise _invalid(f"primer_events holds {len(pairs)} events; at most {me.MAX_PRIMER_EVENTS}")
+    events = []
+    for i, (p, d) in enumerate(pairs):
+        pitch = -1 if p is None else p
+        try:
+            me.check_primer_event(i, pitch, d)
+        except ValueError as exc:
+            raise _invalid(str(exc)) from None
+        events.append(composition_pb2.Event(pitch=pitch, duration=d))
     return {"primer_events": composition_pb2.EventList(events=events)}
+
+
+def check_request(length: int, seed: int | None, temperature: float | None, top_k: int | None, version: int) -> None:
+    """The ranges the server holds a Compose request to
+    (:func:`seedlock.core.music_sampling.check_params`): InvalidArgument with
+    the server's message, before anything is sent. A model may set a lower
+    length limit, which only the server knows."""
+    try:
+        ms.check_params(temperature=temperature, top_k=top_k, length=length, seed=seed)
+    except ms.SamplingError as exc:
+        raise _invalid(str(exc)) from None
+    if not isinstance(version, (int, np.integer)) or not 0 <= version <= MAX_VERSION:
+        raise _invalid(f"model_version must be in [0, 2**63 - 1] (0: the latest), got {version!r:.40}")
 
 
 def _notes(events: Sequence[composition_pb2.Event]) -> list[tuple[int | None, float]]:
@@ -119,7 +164,9 @@ class CompositionClient(BaseClient):
         request_id: str = "",
     ) -> composition_pb2.ComposeRequest:
         """The request message (unset sampling fields take the model's defaults;
-        ``seed`` None lets the server draw one)."""
+        ``seed`` None lets the server draw one). Values out of the server's
+        ranges raise InvalidArgument here, with the server's message."""
+        check_request(length, seed, temperature, top_k, version)
         fields: dict[str, Any] = {
             "model_name": self.model if model is None else model,
             "model_version": version,

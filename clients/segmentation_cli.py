@@ -5,28 +5,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from seedlock.core.argtypes import non_negative_int
+from seedlock.core.argtypes import INT64_MAX, model_version, output_file
 from seedlock.core.errors import UserError
 
 
 def _segment(args: argparse.Namespace) -> int:
-    from seedlock.clients.cli import _fail
+    from seedlock.clients.cli import _fail, connection, read_input, write_output
     from seedlock.clients.errors import SeedlockError
     from seedlock.clients.segmentation import SegmentationClient
-    from seedlock.core.imaging import ImageError, decode_image, overlay, write_png
+    from seedlock.core.imaging import ImageError, decode_image, encode_png, overlay
 
     image_path = Path(args.image)
-    if not image_path.is_file():
-        raise UserError(f"image {image_path} does not exist")
-    data = image_path.read_bytes()
-    with SegmentationClient(args.server, timeout=args.timeout) as client:
+    data = read_input(image_path)
+    with SegmentationClient(args.server, timeout=args.timeout, **connection(args)) as client:
         try:
             result = client.segment(data, model=args.model or "", version=args.version)
         except SeedlockError as exc:
-            raise _fail(client.server, exc) from None
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(result.mask_png)
+            raise _fail(client.server, exc, tls=client.tls) from None
+    out = write_output(args.out, result.mask_png)
     h, w = result.mask.shape
     print(f"wrote {out} ({w}x{h} class-index mask) from {result.model_name} v{result.model_version} "
           f"(digest {result.model_digest[:12]}…)")
@@ -35,9 +31,7 @@ def _segment(args: argparse.Namespace) -> int:
             image = decode_image(data)
         except ImageError as exc:  # the server decoded it, so this is unlikely
             raise UserError(f"{image_path}: {exc}") from None
-        ov = Path(args.overlay)
-        ov.parent.mkdir(parents=True, exist_ok=True)
-        write_png(ov, overlay(image, result.mask, len(result.class_names)))
+        ov = write_output(args.overlay, encode_png(overlay(image, result.mask, len(result.class_names))))
         print(f"wrote {ov} (mask over the image)")
     total = max(1, h * w)
     width = max(len(n) for n in result.class_names)
@@ -50,8 +44,8 @@ def _segment(args: argparse.Namespace) -> int:
 def register_client(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     seg = sub.add_parser("segment", parents=[common], help="segment an image; save the class mask (and an overlay)")
     seg.add_argument("image", help="PNG or JPEG file")
-    seg.add_argument("--out", required=True, help="where to write the class-index mask PNG")
-    seg.add_argument("--overlay", default=None, help="also write the mask coloured over the image here")
+    seg.add_argument("--out", type=output_file, required=True, help="where to write the class-index mask PNG")
+    seg.add_argument("--overlay", type=output_file, default=None, help="also write the mask coloured over the image here")
     seg.add_argument("--model", default=None, help="model name (default: the server's only segmentation model)")
-    seg.add_argument("--version", type=non_negative_int, default=0, help="model version (default: the latest)")
+    seg.add_argument("--version", type=model_version, default=0, help=f"model version, 0 to {INT64_MAX}; 0: the latest (default: %(default)s)")
     seg.set_defaults(func=_segment)

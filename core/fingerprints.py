@@ -97,6 +97,9 @@ def select_generator(images: np.ndarray, index: int) -> np.ndarray:
     return np.ascontiguousarray(images[:, index])
 
 
+_GRAY_BAND_PIXELS = 1 << 18  # to_gray's working band: ~4 MiB of uint32 temporaries
+
+
 def to_gray(image: np.ndarray) -> np.ndarray:
     """uint8 ``(H, W)``, ``(H, W, 1)`` or RGB ``(H, W, 3)`` -> uint8 ``(H, W)``.
 
@@ -111,9 +114,15 @@ def to_gray(image: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(img)
     if img.ndim != 3 or img.shape[2] not in (3, 4):
         raise ValueError(f"expected a grey (H, W) or RGB (H, W, 3) image, got shape {img.shape}")
-    rgb = img[:, :, :3].astype(np.uint32)
-    gray = (299 * rgb[:, :, 0] + 587 * rgb[:, :, 1] + 114 * rgb[:, :, 2] + 500) // 1000
-    return gray.astype(np.uint8)
+    # A band of rows at a time: the uint32 arithmetic needs ~16 bytes a pixel,
+    # which for a whole large image would be many times the image itself.
+    h, w = img.shape[:2]
+    gray = np.empty((h, w), dtype=np.uint8)
+    step = max(1, _GRAY_BAND_PIXELS // max(w, 1))
+    for y in range(0, h, step):
+        rgb = img[y : y + step, :, :3].astype(np.uint32)
+        gray[y : y + step] = (299 * rgb[:, :, 0] + 587 * rgb[:, :, 1] + 114 * rgb[:, :, 2] + 500) // 1000
+    return gray
 
 
 def stack_gray(images: Sequence[np.ndarray]) -> np.ndarray:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seedlock.core import files
 from seedlock.core.dtypes import BY_MANIFEST
 from seedlock.core.engines import EngineRecord
 
@@ -24,6 +25,7 @@ from seedlock.core.engines import EngineRecord
 # section; version-1 manifests are read by moving it (see _upgrade).
 SCHEMA_VERSION = 2
 MANIFEST_NAME = "manifest.json"
+MAX_MANIFEST_BYTES = 256 << 20  # a manifest holds tables (labels, a vocabulary), never gigabytes
 DTYPES = tuple(BY_MANIFEST)
 
 
@@ -87,6 +89,8 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Manifest":
+        if not isinstance(data, dict):
+            raise ManifestError(f"malformed manifest: a JSON {type(data).__name__}, not an object")
         try:
             data = _upgrade(data)
             if data.get("schema_version") != SCHEMA_VERSION:
@@ -106,20 +110,23 @@ class Manifest:
             return cls(graphs=graphs, **fields)
         except ManifestError:
             raise
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise ManifestError(f"malformed manifest: {exc!r}") from exc
 
     @classmethod
     def load(cls, path: str | Path) -> "Manifest":
         path = Path(path)
-        if path.is_dir():
-            path = path / MANIFEST_NAME
         try:
-            data = json.loads(path.read_text())
+            if path.is_dir():
+                path = path / MANIFEST_NAME
+            # Regular files only, with a stall timeout: a FIFO here would block start-up for good.
+            data = json.loads(files.read_text(path, MAX_MANIFEST_BYTES))
         except FileNotFoundError as exc:
             raise ManifestError(f"no manifest at {path}") from exc
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, nesting, 4300-digit ints
             raise ManifestError(f"{path}: not valid JSON ({exc})") from exc
+        except OSError as exc:
+            raise ManifestError(files.describe(path, exc)) from exc
         return cls.from_dict(data)
 
     def save(self, folder: str | Path) -> Path:
@@ -185,11 +192,11 @@ def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+def sha256_file(path: str | Path) -> str:
+    """The sha256 of a regular file (read with a stall timeout, see :mod:`seedlock.core.files`)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
+    for block in files.chunks(path):
+        h.update(block)
     return h.hexdigest()
 
 
@@ -211,9 +218,12 @@ def verify_files(manifest: Manifest, folder: str | Path) -> None:
             raise ManifestError(f"engine for graph {role!r} ({engine.get('file')!r}) has no recorded digest")
     for name, expected in manifest.files.items():
         path = folder / name
-        if not path.is_file():
-            raise ManifestError(f"{path} is missing (half-written model?)")
-        actual = sha256_file(path)
+        try:
+            actual = sha256_file(path)
+        except FileNotFoundError:
+            raise ManifestError(f"{path} is missing (half-written model?)") from None
+        except OSError as exc:  # a FIFO or device in its place, unreadable, a stalled mount
+            raise ManifestError(files.describe(path, exc)) from None
         if actual != expected:
             raise ManifestError(
                 f"{path}: sha256 {actual[:12]}… does not match the manifest's {expected[:12]}… "

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
+from seedlock.core import files
 from seedlock.core.dtypes import manifest_to_triton
 from seedlock.core.manifest import GraphSpec, Manifest, ManifestError
 from seedlock.protos.inference import model_config_pb2 as mc
@@ -23,6 +24,7 @@ from seedlock.protos.inference import model_config_pb2 as mc
 log = logging.getLogger("seedlock.config")
 
 CONFIG_NAME = "config.pbtxt"
+MAX_CONFIG_BYTES = 16 << 20  # a model configuration is a few KB of text
 PLATFORM = "onnxruntime_onnx"
 # Requests of a batchable graph grouped into one call: large enough to fill
 # the cores, small enough that one call stays a few model latencies long.
@@ -104,14 +106,17 @@ def parse(text: str, where: str = CONFIG_NAME) -> mc.ModelConfig:
 
 
 def read(model_dir: str | Path) -> mc.ModelConfig | None:
-    """The model folder's ``config.pbtxt``, or None when it has none."""
+    """The model folder's ``config.pbtxt``, or None when it has none. Regular
+    files only, read with a stall timeout (:mod:`seedlock.core.files`)."""
     path = Path(model_dir) / CONFIG_NAME
-    if not path.is_file():
-        return None
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{path}: cannot be read ({exc})") from None
+        text = files.read_text(path, MAX_CONFIG_BYTES)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # a FIFO or device in its place, unreadable, too large, a stalled mount
+        raise ManifestError(files.describe(path, exc)) from None
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: not UTF-8 text ({exc})") from None
     return parse(text, str(path))
 
 

@@ -31,12 +31,9 @@ column 1 duration token. music21 is imported lazily (only the codecs need it).
 
 from __future__ import annotations
 
-import io
+import contextlib
 import math
-import os
-import tempfile
-import zipfile
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -89,6 +86,20 @@ def duration_token(quarter_length: float) -> int:
 
 def token_duration(token: int) -> float:
     return DURATIONS[int(token)]
+
+
+# An event-list primer longer than this is refused: the encoder reads only its
+# last `window` events, so a longer one is a mistake, not music.
+MAX_PRIMER_EVENTS = 65536
+
+
+def check_primer_event(index: int, pitch: int, duration: float) -> None:
+    """One event of an event-list primer as the protocol carries it (pitch -1
+    for a rest); ValueError naming it. The server and the client check the same."""
+    if not (pitch == -1 or 0 <= pitch <= 127):
+        raise ValueError(f"primer event {index}: pitch {pitch} is not a MIDI note number (0..127) or -1 for a rest")
+    if not (math.isfinite(duration) and duration > 0):
+        raise ValueError(f"primer event {index}: duration {duration!r} must be a positive number of quarter notes")
 
 
 def from_values(values: Iterable[tuple[int | None, float]]) -> np.ndarray:
@@ -234,33 +245,48 @@ def sniff_format(data: bytes) -> str:
 
 
 def parse_bytes(data: bytes) -> Any:
-    """A music21 stream from MIDI, MusicXML or compressed MusicXML bytes."""
+    """A music21 stream from MIDI, MusicXML or compressed MusicXML bytes, with
+    no size limits (a user's own files); the server reads primers through
+    :func:`seedlock.core.primer_files.read_primer`, which bounds them first."""
     fmt = sniff_format(data)
+    if fmt == "midi":
+        return parse_midi(data)
+    if fmt == "mxl":
+        from seedlock.core.primer_files import unzip_musicxml
+
+        return parse_musicxml(unzip_musicxml(data), "mxl")
+    return parse_musicxml(data)
+
+
+@contextlib.contextmanager
+def _music21_errors(fmt: str) -> Iterator[None]:
+    """music21 raises many kinds of exception for bad bytes: one kind, one line."""
     try:
-        if fmt == "midi":
-            from music21.midi import MidiFile, translate
-
-            mf = MidiFile()
-            mf.readstr(bytes(data))
-            return translate.midiFileToStream(mf)
-        if fmt == "mxl":
-            with zipfile.ZipFile(io.BytesIO(data)):
-                pass  # validate the archive before handing it to music21
-            with tempfile.TemporaryDirectory() as tmp:
-                path = os.path.join(tmp, "primer.mxl")
-                with open(path, "wb") as f:
-                    f.write(data)
-                from music21 import converter
-
-                return converter.parse(path, format="musicxml", forceSource=True)
-        from music21 import converter
-
-        return converter.parseData(bytes(data).decode("utf-8", errors="strict"), format="musicxml")
-    except MusicDecodeError:
+        yield
+    except (MusicDecodeError, MemoryError):  # out of memory is the caller's to report
         raise
-    except Exception as exc:  # music21 raises many kinds for bad bytes
+    except Exception as exc:  # noqa: BLE001 - whatever music21 raised, the bytes were bad
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise MusicDecodeError(f"could not read {fmt} data: {first}") from None
+
+
+def parse_midi(data: bytes) -> Any:
+    """A music21 stream from standard MIDI file bytes."""
+    with _music21_errors("midi"):
+        from music21.midi import MidiFile, translate
+
+        mf = MidiFile()
+        mf.readstr(bytes(data))
+        return translate.midiFileToStream(mf)
+
+
+def parse_musicxml(xml: bytes | str, fmt: str = "musicxml") -> Any:
+    """A music21 stream from MusicXML text (bytes are read as UTF-8)."""
+    with _music21_errors(fmt):
+        from music21 import converter
+
+        text = xml if isinstance(xml, str) else bytes(xml).decode("utf-8", errors="strict")
+        return converter.parseData(text, format="musicxml")
 
 
 def events_from_bytes(data: bytes) -> np.ndarray:

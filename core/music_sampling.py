@@ -26,6 +26,8 @@ result is exactly reproducible.
 
 from __future__ import annotations
 
+import math
+import operator
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -35,8 +37,24 @@ from seedlock.core import music_events as me
 from seedlock.core.rng import SeedStream
 
 STRATEGIES = ("greedy", "temperature", "top_k")
+# The ranges of a Compose request's numbers: the server (INVALID_ARGUMENT),
+# the client library and ``seedlock client compose`` all check these.
+#
+# The temperature floor: logits come from float32 graphs (|z| <= 3.4e38), and
+# z / T must stay a finite float64 or the softmax is inf - inf = NaN, whose
+# CDF picks the last index for every draw (the highest pitch, the longest
+# duration: what 5e-324 gave). Any T >= 1e-3 keeps z / T finite for every
+# float32 logit. Below it nothing musical is lost: at T = 1e-3 a logit 0.03
+# under the best has probability e^-30 ~ 1e-13, so sampling is already greedy,
+# except between near-tied logits, which a lower T would pick between by
+# float rounding noise (runtimes differ by ~1e-6). Use strategy greedy for the
+# most likely event.
+MIN_TEMPERATURE = 1e-3
 MAX_TEMPERATURE = 10.0
-MAX_LENGTH = 1024  # events per request; the server refuses more
+MIN_TOP_K = 1
+MAX_TOP_K = 1024  # k over a vocabulary's size samples from all of it
+MAX_LENGTH = 1024  # events per request; a model's manifest may set a lower limit
+MAX_SEED = 2**64 - 1  # uint64 on the wire
 
 StepFn = Callable[[np.ndarray, Any], tuple[np.ndarray, np.ndarray, Any]]
 
@@ -55,14 +73,44 @@ class SamplingParams:
     top_k: int = 8
 
     def validate(self) -> "SamplingParams":
-        if self.strategy not in STRATEGIES:
-            raise SamplingError(f"unknown sampling strategy {self.strategy!r}; use one of {', '.join(STRATEGIES)}")
-        t = float(self.temperature)
-        if not (t > 0.0 and t <= MAX_TEMPERATURE):
-            raise SamplingError(f"temperature must be in (0, {MAX_TEMPERATURE:g}], got {self.temperature!r}")
-        if self.strategy == "top_k" and int(self.top_k) < 1:
-            raise SamplingError(f"top_k must be >= 1, got {self.top_k!r}")
+        check_params(strategy=self.strategy, temperature=self.temperature,
+                     top_k=self.top_k if self.strategy == "top_k" else None)
         return self
+
+
+def _quoted(text: str, limit: int = 32) -> str:
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}… ({len(text)} characters)"
+
+
+def _integer(name: str, value: Any) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise SamplingError(f"{name} must be an integer, got {type(value).__name__}") from None
+
+
+def check_params(
+    strategy: str | None = None, temperature: float | None = None, top_k: int | None = None,
+    length: int | None = None, seed: int | None = None, length_limit: int = MAX_LENGTH,
+) -> None:
+    """The one check of a Compose request's numbers (None: not given): SamplingError
+    naming the parameter and its range. ``length_limit``: the model's own limit."""
+    if strategy is not None and strategy not in STRATEGIES:
+        raise SamplingError(f"unknown sampling strategy {_quoted(str(strategy))}; use one of {', '.join(STRATEGIES)}")
+    if temperature is not None:
+        try:
+            t = float(temperature)
+        except (TypeError, ValueError):
+            raise SamplingError(f"temperature must be a number, got {type(temperature).__name__}") from None
+        if not (math.isfinite(t) and MIN_TEMPERATURE <= t <= MAX_TEMPERATURE):
+            hint = "; for the most likely event use strategy greedy" if t < MIN_TEMPERATURE else ""
+            raise SamplingError(f"temperature must be in [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}], got {t!r}{hint}")
+    if top_k is not None and not MIN_TOP_K <= _integer("top_k", top_k) <= MAX_TOP_K:
+        raise SamplingError(f"top_k must be in [{MIN_TOP_K}, {MAX_TOP_K}], got {top_k}")
+    if length is not None and not 1 <= _integer("length", length) <= length_limit:
+        raise SamplingError(f"length must be 1 to {length_limit} events, got {length}")
+    if seed is not None and not 0 <= _integer("seed", seed) <= MAX_SEED:
+        raise SamplingError(f"seed must be in [0, 2**64 - 1], got {seed}")
 
 
 def softmax64(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -102,8 +150,7 @@ def generate(
     ``on_event(i, event)`` is called as each event is chosen (for streaming).
     """
     params.validate()
-    if not 1 <= int(length) <= MAX_LENGTH:
-        raise SamplingError(f"length must be in 1..{MAX_LENGTH}, got {length}")
+    check_params(length=length)
     rng = SeedStream(int(seed), int(stream))
     event = np.asarray(first_event, dtype=np.int64).reshape(2)
     out = np.zeros((int(length), 2), dtype=np.int64)

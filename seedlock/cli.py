@@ -17,6 +17,7 @@ import sys
 from seedlock import __version__
 from seedlock.core import tasks
 from seedlock.core.errors import UserError
+from seedlock.serve.startup import command_of, exit_while_starting
 
 # command -> (module providing register(), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -58,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     # command imports torch.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = sys.argv[1:] if argv is None else argv
-    command = next((a for a in argv if not a.startswith("-")), None)
+    command = command_of(argv)
+    if command == "serve":  # the `seedlock` script's earliest moment (python -m seedlock's is in __main__)
+        exit_while_starting()
     parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     # Our own loggers speak at INFO; third-party libraries (onnxscript's

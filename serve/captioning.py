@@ -27,7 +27,7 @@ import numpy as np
 
 from seedlock.core.caption_decoding import Caption, CaptionGraphs, check_params
 from seedlock.core.captioning import CaptioningSpec
-from seedlock.core.imaging import decode_image
+from seedlock.core.imaging import DEFAULT_LIMITS, ImageLimits, check_image, decode_image
 from seedlock.core.manifest import ManifestError
 from seedlock.core.repository import load_version
 from seedlock.core.sessions import SessionConfig
@@ -78,15 +78,17 @@ class CaptionModel:
         max_length: int = DEFAULT_MAX_LENGTH,
         n: int = DEFAULT_CAPTIONS,
         before_step: Callable[[], None] | None = None,
+        limits: ImageLimits = DEFAULT_LIMITS,
     ) -> CaptionOutcome:
         """Caption encoded image bytes. Bad parameters raise ``ValueError``,
-        undecodable bytes :class:`~seedlock.core.imaging.ImageError` (both
-        checked before the model runs). ``before_step`` runs before every
-        graph call and may raise to stop (an expired deadline)."""
+        undecodable bytes or an image over ``limits``
+        :class:`~seedlock.core.imaging.ImageError` (both checked before the
+        model runs). ``before_step`` runs before every graph call and may
+        raise to stop (an expired deadline)."""
         dec = self.spec.decoder
         check_params(beam, max_length, n, dec.max_beam, dec.max_length)
         t0 = time.perf_counter()
-        image = decode_image(data)
+        image = decode_image(data, limits)
         t1 = time.perf_counter()
         x = self.spec.prepare_image(image)
         t2 = time.perf_counter()
@@ -149,10 +151,10 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
             check_params(beam, max_length, n, dec.max_beam, dec.max_length)
         except ValueError as exc:
             raise invalid(str(exc)) from None
-        if not request.image:
-            raise invalid("empty image: no bytes were sent")
+        limits = self.registry.image_limits
+        check_image(request.image, limits)  # empty, unknown format or over the limits: refused before queueing
         # A beam search is a pipeline of graph calls: one instance runs it whole.
-        job = partial(self._job, captioner, request.image, beam, max_length, n, deadline)
+        job = partial(self._job, captioner, request.image, beam, max_length, n, deadline, limits)
         out = await self.registry.scheduler(runtime).call(job, deadline)
         return captioning_pb2.CaptionResponse(
             captions=[
@@ -171,8 +173,8 @@ class CaptioningServicer(captioning_pb2_grpc.CaptioningServicer):
 
     @staticmethod
     def _job(captioner: CaptionModel, image: bytes, beam: int, max_length: int, n: int, deadline: float | None,
-             stop: threading.Event) -> CaptionOutcome:  # fmt: skip
-        return captioner.caption_bytes(image, beam, max_length, n, before_step=lambda: check_deadline(deadline, stop))
+             limits: ImageLimits, stop: threading.Event) -> CaptionOutcome:  # fmt: skip
+        return captioner.caption_bytes(image, beam, max_length, n, before_step=lambda: check_deadline(deadline, stop), limits=limits)
 
 
 def add_to_server(registry: Registry, server: grpc.aio.Server) -> None:

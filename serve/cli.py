@@ -16,12 +16,14 @@ def _names(value: str) -> list[str]:
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    from seedlock.core.argtypes import port
     from seedlock.core.imaging import MAX_PIXELS, MAX_SIDE
     from seedlock.serve.defaults import DEFAULT_GRACE_S, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_QUEUE, DEFAULT_PORT
 
     parser.add_argument("--repository", required=True, help="model repository folder (Triton layout, from `seedlock export`)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 for every interface (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port; 0 picks a free one (default: %(default)s, as Triton's gRPC port)")
+    parser.add_argument("--port", type=port, default=DEFAULT_PORT,
+                        help="port, 0 to 65535; 0 picks a free one (default: %(default)s, as Triton's gRPC port)")
     parser.add_argument("--models", type=_names, default=None, help="comma-separated model names to serve (default: all)")
     parser.add_argument("--providers", default=None,
                         help="ONNX Runtime execution providers in priority order, e.g. trt,cuda,cpu "
@@ -55,10 +57,38 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds queued and in-flight requests get to finish on SIGTERM (default: %(default)s)")
     parser.add_argument("--spin", action="store_true", help="let ONNX Runtime threads spin between ops (lower latency, more CPU)")
     parser.add_argument("--trt-cache", default=None, help="TensorRT engine cache folder (default: ~/.cache/seedlock/tensorrt)")
+    security = parser.add_argument_group(
+        "TLS and authentication",
+        "Without these the server speaks plaintext gRPC and answers anyone who reaches the port. Health checks "
+        "(grpc.health.v1 Check/Watch) and KServe ServerLive/ServerReady stay open without a token so orchestrators "
+        "can probe; with --tls-client-ca they too need a client certificate.",
+    )
+    security.add_argument("--tls-cert", metavar="FILE", default=None,
+                          help="serve over TLS with this PEM certificate (chain: the server's first, then intermediates)")
+    security.add_argument("--tls-key", metavar="FILE", default=None, help="the certificate's PEM private key (unencrypted)")
+    security.add_argument("--tls-client-ca", metavar="FILE", default=None,
+                          help="mutual TLS: require every client to present a certificate signed by a CA in this PEM file")
+    security.add_argument("--auth-token-file", metavar="FILE", default=None,
+                          help="require 'authorization: Bearer <token>' metadata on every call but health, the token being "
+                          "one of this file's lines (one per line; blank lines and # comments ignored); others get "
+                          "UNAUTHENTICATED")
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from seedlock.serve.memory import configure_malloc
+
+    configure_malloc()  # before any thread starts (each keeps its malloc heap)
+    from seedlock.core.errors import UserError
     from seedlock.core.imaging import ImageLimits
+    from seedlock.serve.security import load_server_tls, load_tokens
+    from seedlock.serve.startup import exit_while_starting
+
+    # Credentials are checked before the (slow) imports and model loading, so a wrong file fails at once.
+    if args.tls_client_ca and not args.tls_cert:
+        raise UserError("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS first")
+    tls = load_server_tls(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert or args.tls_key else None
+    tokens = load_tokens(args.auth_token_file) if args.auth_token_file else ()
+
     from seedlock.serve.server import start_server
 
     stop = threading.Event()
@@ -72,9 +102,9 @@ def _serve(args: argparse.Namespace) -> int:
     # event loop to hand over its results; with Python's default 5 ms switch
     # interval a busy loop idles the model for up to 5 ms per call.
     sys.setswitchinterval(0.001)
-    # Installed before loading, so a SIGTERM during start-up still exits cleanly.
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # Until the server listens, SIGTERM exits 0 at once: nothing is in flight,
+    # and loading the rest (or a read that hangs) must not delay the stop.
+    exit_while_starting()
     running = start_server(
         args.repository,
         host=args.host,
@@ -91,9 +121,17 @@ def _serve(args: argparse.Namespace) -> int:
         cache_dir=args.trt_cache,
         backend=args.backend,
         image_limits=ImageLimits(args.max_image_pixels, args.max_image_side),
+        tls=tls,
+        auth_tokens=tokens,
     )
+    # Serving: from now on a signal drains in-flight requests first.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     # One line on stdout for scripts and tests that started us with --port 0.
     print(f"seedlock serve: listening on {running.address}", flush=True)
+    log.info("transport: %s; authentication: %s",
+             ("TLS, client certificates required" if tls.mutual else "TLS") if tls else "plaintext (no TLS)",
+             f"bearer token ({len(tokens)} accepted)" if tokens else "none")
     while not stop.wait(0.5):  # short waits keep the main thread responsive to signals
         pass
     name = signal.Signals(received[0]).name if received else "signal"

@@ -11,18 +11,24 @@ path and :class:`~seedlock.core.composition.CompositionSpec` the one reading
 of the manifest: the export check, ``export verify``, the server, the bench
 and the demo all use them, so "same seed, same melody" is one code path plus
 the model graphs.
+
+A primer file is checked where it arrives (size, format, an MXL's zip
+directory: :func:`~seedlock.core.primer_files.check_primer_file`), then
+admitted to a bounded queue of its own and read by a worker process
+(:mod:`seedlock.serve.primer_workers`) within the request's deadline; only
+then does the request queue for the model. A big primer never holds a lock or
+an instance that another Compose needs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Sequence
 
@@ -31,18 +37,18 @@ import numpy as np
 
 from seedlock.core import music_events as me
 from seedlock.core import music_sampling as ms
+from seedlock.core import primer_files as pf
 from seedlock.core.composition import ENCODER, STEP, CompositionSpec, GraphComposer
 from seedlock.core.manifest import Manifest
 from seedlock.protos.seedlock.v1 import common_pb2, composition_pb2, composition_pb2_grpc
-from seedlock.serve.errors import check_deadline, invalid, rpc
+from seedlock.serve import primer_workers as pw
+from seedlock.serve.errors import ServeError, check_deadline, deadline_exceeded, echo, invalid, rpc, unavailable
 from seedlock.serve.repository import Registry, TaskModels
 from seedlock.serve.runtime import ModelRuntime
-from seedlock.serve.scheduler import deadline_from
+from seedlock.serve.scheduler import Batching, ModelScheduler, deadline_from
 
 SERVICE_NAME = composition_pb2.DESCRIPTOR.services_by_name["Composition"].full_name
-# An event list primer longer than this is refused: the encoder reads only its
-# last `window` events, so a longer one is a mistake, not music.
-MAX_PRIMER_EVENTS = 65536
+MAX_PRIMER_EVENTS = me.MAX_PRIMER_EVENTS
 STRATEGY_ALIASES = {"sample": "temperature", "sampling": "temperature", "topk": "top_k", "top-k": "top_k"}
 
 log = logging.getLogger("seedlock.serve")
@@ -77,7 +83,10 @@ class OrtComposer(GraphComposer):
 
 # -- files ------------------------------------------------------------------------
 # music21 keeps module-level state (environment, id counters); its codecs are
-# run one at a time rather than trusted under the server's threads.
+# run one at a time rather than trusted under the server's threads. The server
+# takes this lock only to write answers (at most MAX_LENGTH events: a bounded
+# wait, though seconds for the longest); primer files, whose cost the client
+# chooses, are read in worker processes (primer_workers), never under it.
 _MUSIC21 = threading.Lock()
 _ENCODING_DATE = re.compile(rb"\s*<encoding-date>[^<]*</encoding-date>")
 
@@ -102,9 +111,11 @@ def midi_bytes(events: np.ndarray) -> bytes:
         return me.to_midi_bytes(events)
 
 
-def decode_primer_file(data: bytes) -> np.ndarray:
+def decode_primer_file(data: bytes, limits: pf.PrimerLimits = pf.PRIMER_LIMITS) -> np.ndarray:
+    """A primer file read in this process, within ``limits`` (direct callers
+    such as the bench; the server reads them in worker processes)."""
     with _MUSIC21:
-        return me.events_from_bytes(data)
+        return pf.read_primer(data, limits)
 
 
 def events_to_messages(events: np.ndarray) -> list[composition_pb2.Event]:
@@ -115,10 +126,7 @@ def events_from_messages(items: Sequence[composition_pb2.Event]) -> np.ndarray:
     """Tokens of request events; ValueError naming the first bad one."""
     values: list[tuple[int | None, float]] = []
     for i, e in enumerate(items):
-        if not (e.pitch == -1 or 0 <= e.pitch <= 127):
-            raise ValueError(f"primer event {i}: pitch {e.pitch} is not a MIDI note number (0..127) or -1 for a rest")
-        if not (math.isfinite(e.duration) and e.duration > 0):
-            raise ValueError(f"primer event {i}: duration {e.duration!r} must be a positive number of quarter notes")
+        me.check_primer_event(i, e.pitch, e.duration)
         values.append((None if e.pitch == -1 else int(e.pitch), float(e.duration)))
     return me.from_values(values)
 
@@ -132,23 +140,20 @@ class ComposeJob:
     length: int
     params: ms.SamplingParams
     seed: int
-    primer: np.ndarray | None  # None: the genre's stored primer
+    primer: np.ndarray | None  # None: the genre's stored primer (or primer_file, once read)
     decode_ms: float = 0.0
+    primer_file: bytes | None = None  # checked, not yet read (see read_primer_file)
 
 
 def sampling_params(request: composition_pb2.ComposeRequest, default: ms.SamplingParams) -> ms.SamplingParams:
     name = request.strategy.strip().lower()
     strategy = STRATEGY_ALIASES.get(name, name) if name else default.strategy
     if strategy not in ms.STRATEGIES:
-        raise invalid(f"unknown sampling strategy {request.strategy!r}; use one of {', '.join(ms.STRATEGIES)}")
+        raise invalid(f"unknown sampling strategy {echo(request.strategy)}; use one of {', '.join(ms.STRATEGIES)}")
     temperature = request.temperature if request.HasField("temperature") else default.temperature
     top_k = request.top_k if request.HasField("top_k") else default.top_k
-    if not (math.isfinite(temperature) and 0.0 < temperature <= ms.MAX_TEMPERATURE):
-        raise invalid(f"temperature must be in (0, {ms.MAX_TEMPERATURE:g}], got {temperature!r}"
-                      + ("; for the most likely event use strategy greedy" if temperature <= 0 else ""))
-    if request.HasField("top_k") and top_k < 1:
-        raise invalid(f"top_k must be >= 1, got {top_k}")
-    try:
+    try:  # the ranges the client library and CLI check too
+        ms.check_params(temperature=temperature, top_k=request.top_k if request.HasField("top_k") else None)
         return ms.SamplingParams(strategy, float(temperature), int(top_k)).validate()
     except ms.SamplingError as exc:
         raise invalid(str(exc)) from None
@@ -162,21 +167,25 @@ def parse_request(request: composition_pb2.ComposeRequest, spec: CompositionSpec
             raise invalid(f"genre is required: this model knows {', '.join(spec.genres)}")
         genre = spec.genres[0]
     elif genre not in spec.genres:
-        raise invalid(f"unknown genre {genre!r}; this model knows: {', '.join(spec.genres)}")
-    if not 1 <= request.length <= spec.length_limit:
-        raise invalid(f"length must be 1 to {spec.length_limit} events, got {request.length}")
+        raise invalid(f"unknown genre {echo(genre)}; this model knows: {', '.join(spec.genres)}")
+    try:
+        ms.check_params(length=request.length, length_limit=spec.length_limit)
+    except ms.SamplingError as exc:
+        raise invalid(str(exc)) from None
     params = sampling_params(request, spec.default_sampling)
     seed = request.seed if request.HasField("seed") else int.from_bytes(os.urandom(8), "little")
     t0 = time.perf_counter()
     which = request.WhichOneof("primer")
     primer: np.ndarray | None = None
+    primer_file: bytes | None = None
     if which == "primer_file":
         if not request.primer_file:
-            raise invalid("primer_file is empty; send MIDI or MusicXML bytes, or leave the primer unset")
-        try:
-            primer = decode_primer_file(request.primer_file)
+            raise invalid(pf.EMPTY_PRIMER)
+        try:  # size, format and an MXL's directory now; the file itself is read after admission
+            pf.check_primer_file(request.primer_file)
         except me.MusicDecodeError as exc:
             raise invalid(f"primer_file: {exc}") from None
+        primer_file = request.primer_file
     elif which == "primer_events":
         items = request.primer_events.events
         if not items:
@@ -187,7 +196,20 @@ def parse_request(request: composition_pb2.ComposeRequest, spec: CompositionSpec
             primer = events_from_messages(items)
         except ValueError as exc:
             raise invalid(str(exc)) from None
-    return ComposeJob(genre, int(request.length), params, int(seed), primer, (time.perf_counter() - t0) * 1e3)
+    return ComposeJob(genre, int(request.length), params, int(seed), primer, (time.perf_counter() - t0) * 1e3, primer_file)
+
+
+def read_primer_file(job: ComposeJob) -> ComposeJob:
+    """``job`` with its primer file read in this process (direct callers; the
+    servicer reads it in a worker process)."""
+    if job.primer_file is None:
+        return job
+    t0 = time.perf_counter()
+    try:
+        primer = decode_primer_file(job.primer_file)
+    except me.MusicDecodeError as exc:
+        raise invalid(f"primer_file: {exc}") from None
+    return replace(job, primer=primer, primer_file=None, decode_ms=job.decode_ms + (time.perf_counter() - t0) * 1e3)
 
 
 @dataclass
@@ -203,6 +225,8 @@ def run_job(
     composer: OrtComposer, job: ComposeJob, on_event: Callable[[int, np.ndarray], None] | None = None
 ) -> tuple[np.ndarray, int, float]:
     """Generate; returns (events, primer length, milliseconds)."""
+    if job.primer_file is not None:
+        raise ValueError("the job's primer file has not been read (read_primer_file)")
     t0 = time.perf_counter()
     primer = composer.primer_for(job.genre) if job.primer is None else job.primer
     try:
@@ -228,7 +252,7 @@ def compose_request(
 ) -> tuple[ComposeJob, ComposeOutcome]:
     """The whole pipeline in-process (what the servicer runs, minus admission)."""
     t_start = time.perf_counter()
-    job = parse_request(request, spec)
+    job = read_primer_file(parse_request(request, spec))
     events, n_primer, infer_ms = run_job(composer, job, on_event)
     return job, finish(events, job, n_primer, infer_ms, t_start)
 
@@ -255,12 +279,59 @@ def response_message(
 
 
 # -- service ----------------------------------------------------------------------
+class PrimerQueue(ModelScheduler):
+    """The bounded, deadline-aware queue primer files wait in for a worker
+    process (RESOURCE_EXHAUSTED when full, as a model's queue); stopping the
+    server stops the workers."""
+
+    KEY = "Composition.primers"
+
+    def __init__(self, workers: pw.PrimerWorkers, max_queue: int) -> None:
+        super().__init__("primer reading", None, Batching(), workers.size, max_queue)
+        self.workers = workers
+
+    async def drain(self, timeout: float | None) -> bool:
+        try:
+            return await super().drain(timeout)
+        finally:
+            self.workers.close()
+
+    async def read(self, data: bytes, deadline: float | None) -> np.ndarray:
+        """The primer's events; a status error that says what went wrong."""
+        try:
+            return await self.call(lambda stop: self.workers.read(data, deadline, stop), deadline)
+        except (me.MusicDecodeError, pw.PrimerReadTimeout) as exc:
+            raise invalid(f"primer_file: {exc}") from None
+        except pw.PrimerWorkerDied as exc:
+            raise invalid(f"primer_file: could not be read ({exc}); send a shorter or simpler excerpt") from None
+        except pw.PrimerDeadline as exc:
+            raise deadline_exceeded(str(exc)) from None
+        except pw.PrimerCancelled as exc:
+            raise ServeError(grpc.StatusCode.CANCELLED, str(exc)) from None
+        except pw.PrimerWorkerUnavailable as exc:
+            raise unavailable(f"{exc}; retry shortly") from None
+
+
 class CompositionServicer(composition_pb2_grpc.CompositionServicer):
     """``seedlock.v1.Composition``."""
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.models = TaskModels(registry, CompositionSpec.TASK, "composition", OrtComposer.from_runtime)
+        # Primer files get a queue and worker processes of their own (started
+        # on the first file), drained with the models' queues.
+        self.primers = PrimerQueue(pw.PrimerWorkers(), registry.max_queue)
+        self.primers.start()
+        registry.extra_schedulers[PrimerQueue.KEY] = self.primers
+
+    async def _parse(self, request: composition_pb2.ComposeRequest, spec: CompositionSpec, deadline: float | None) -> ComposeJob:
+        """The request's fields checked, then its primer file (if any) read."""
+        job = await self.registry.offload(parse_request, request, spec)
+        if job.primer_file is None:
+            return job
+        t0 = time.perf_counter()
+        primer = await self.primers.read(job.primer_file, deadline)
+        return replace(job, primer=primer, primer_file=None, decode_ms=job.decode_ms + (time.perf_counter() - t0) * 1e3)
 
     def _resolve(self, request: composition_pb2.ComposeRequest) -> tuple[ModelRuntime, CompositionSpec, OrtComposer]:
         runtime, composer = self.models.resolve(request.model_name, request.model_version)
@@ -271,7 +342,7 @@ class CompositionServicer(composition_pb2_grpc.CompositionServicer):
         t_start = time.perf_counter()
         deadline = deadline_from(context.time_remaining())
         runtime, spec, composer = self._resolve(request)
-        job = await self.registry.offload(parse_request, request, spec)
+        job = await self._parse(request, spec, deadline)
 
         def generate(stop: threading.Event) -> tuple[np.ndarray, int, float]:
             def on_event(i: int, _event: np.ndarray) -> None:
@@ -291,7 +362,7 @@ class CompositionServicer(composition_pb2_grpc.CompositionServicer):
         t_start = time.perf_counter()
         deadline = deadline_from(context.time_remaining())
         runtime, spec, composer = self._resolve(request)
-        job = await self.registry.offload(parse_request, request, spec)
+        job = await self._parse(request, spec, deadline)
         # The shared sampler reports events through a callback on the instance
         # thread; they cross to this coroutine through an asyncio queue.
         loop = asyncio.get_running_loop()
@@ -324,7 +395,7 @@ def add_to_server(registry: Registry, server: grpc.aio.Server) -> None:
 
 
 __all__ = [
-    "SERVICE_NAME", "OrtComposer", "ComposeJob", "ComposeOutcome", "parse_request",
-    "compose_request", "musicxml_bytes", "midi_bytes", "events_to_messages", "events_from_messages",
+    "SERVICE_NAME", "OrtComposer", "ComposeJob", "ComposeOutcome", "parse_request", "read_primer_file",
+    "compose_request", "PrimerQueue", "musicxml_bytes", "midi_bytes", "events_to_messages", "events_from_messages",
     "add_to_server",
 ]

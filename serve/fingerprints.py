@@ -29,7 +29,7 @@ import grpc
 import numpy as np
 
 from seedlock.core.fingerprints import FingerprintSpec, to_gray
-from seedlock.core.imaging import ImageError, decode_image, encode_png
+from seedlock.core.imaging import DEFAULT_LIMITS, ImageError, ImageLimits, check_image, decode_image, encode_png
 from seedlock.core.manifest import ManifestError
 from seedlock.core.repository import load_version
 from seedlock.core.sessions import SessionConfig
@@ -119,38 +119,44 @@ def load_generator(repository: str | Path, name: str, version: int | None = None
 # --------------------------------------------------------------------------- Compare
 
 
-def decode_sets(set_a: Sequence[bytes], set_b: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """Encoded images -> two uint8 grey stacks of one size, checking the limits
-    as early as possible (counts before decoding, sizes and work after the
-    first image). Raises ``ValueError`` / :class:`ImageError` naming the image."""
+def decode_sets(
+    set_a: Sequence[bytes], set_b: Sequence[bytes], limits: ImageLimits = DEFAULT_LIMITS
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """Encoded images -> two uint8 grey stacks of one size. Every limit is
+    checked before any image is decoded: counts, then each header against
+    ``limits``, one size for all, and the work. Raises ``ValueError`` /
+    :class:`ImageError` naming the image."""
     for label, images in (("set_a", set_a), ("set_b", set_b)):
         if not images:
             raise ValueError(f"{label} is empty: send at least one image in each set")
         if len(images) > MAX_SET_IMAGES:
             raise ValueError(f"{label} has {len(images)} images; the limit is {MAX_SET_IMAGES} per set")
     t0 = time.perf_counter()
-    first: tuple[int, int] | None = None
-    stacks: list[np.ndarray] = []
+    first = (0, 0)  # set_a image 0's (height, width): every image must have it
     for label, images in (("set_a", set_a), ("set_b", set_b)):
-        stack: np.ndarray | None = None
         for i, data in enumerate(images):
             try:
-                gray = to_gray(decode_image(data))
-            except (ImageError, ValueError) as exc:
+                header = check_image(data, limits)
+            except ImageError as exc:
                 raise ImageError(f"{label} image {i}: {exc}") from None
-            if first is None:
-                first = gray.shape
+            shape = (header.height, header.width)
+            if label == "set_a" and i == 0:
+                first = shape
                 _check_work(len(set_a), len(set_b), first)
-            elif gray.shape != first:
-                h, w = gray.shape
+            elif shape != first:
                 raise ValueError(
-                    f"{label} image {i} is {w}x{h} but set_a image 0 is {first[1]}x{first[0]}; "
+                    f"{label} image {i} is {shape[1]}x{shape[0]} but set_a image 0 is {first[1]}x{first[0]}; "
                     "every image of both sets must have one size (the measures compare pixel by pixel)"
                 )
-            if stack is None:  # preallocated: no list of arrays plus a copy at the end
-                stack = np.empty((len(images), *first), dtype=np.uint8)
-            stack[i] = gray
-        stacks.append(stack)  # type: ignore[arg-type]
+    stacks: list[np.ndarray] = []
+    for label, images in (("set_a", set_a), ("set_b", set_b)):
+        stack = np.empty((len(images), *first), dtype=np.uint8)  # preallocated: no list of arrays plus a copy
+        for i, data in enumerate(images):
+            try:  # decode_image checks that the data has the header's size
+                stack[i] = to_gray(decode_image(data, limits))
+            except (ImageError, ValueError) as exc:
+                raise ImageError(f"{label} image {i}: {exc}") from None
+        stacks.append(stack)
     decode_ms = (time.perf_counter() - t0) * 1e3
     return stacks[0], stacks[1], {"decode_ms": decode_ms}
 
@@ -262,10 +268,12 @@ class FingerprintsServicer(fingerprints_pb2_grpc.FingerprintsServicer):
         except ValueError as exc:
             raise invalid(str(exc)) from None
 
+        limits = self.registry.image_limits
+
         def job(stop: threading.Event) -> tuple[dict[str, Any], dict[str, float]]:
             t0 = time.perf_counter()
             try:
-                a, b, timing = decode_sets(request.set_a, request.set_b)
+                a, b, timing = decode_sets(request.set_a, request.set_b, limits)
             except ValueError as exc:  # ImageError included: both name the image at fault
                 raise invalid(str(exc)) from None
             check_deadline(deadline, stop)

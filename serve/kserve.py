@@ -12,7 +12,7 @@ from seedlock.core.manifest import TensorSpec
 from seedlock.core.version import VERSION as __version__
 from seedlock.protos.inference import grpc_service_pb2 as pb
 from seedlock.protos.inference import grpc_service_pb2_grpc as pb_grpc
-from seedlock.serve.errors import exhausted, invalid, not_found, rpc
+from seedlock.serve.errors import echo, echo_list, exhausted, invalid, not_found, rpc
 from seedlock.serve.repository import Registry, parse_version
 from seedlock.serve.runtime import ModelRuntime
 from seedlock.serve.scheduler import deadline_from
@@ -102,15 +102,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         for i, tensor in enumerate(request.inputs):
             spec = specs.get(tensor.name)
             if spec is None:
-                raise invalid(f"model {runtime.name!r} has no input {tensor.name!r} (inputs: {', '.join(specs)})")
+                raise invalid(f"model {runtime.name!r} has no input {echo(tensor.name)} (inputs: {', '.join(specs)})")
             if tensor.name in feeds:
                 raise invalid(f"input {tensor.name!r} is given twice")
             expected = manifest_to_v2(spec.dtype)
             if tensor.datatype != expected:
-                raise invalid(f"input {tensor.name!r} has datatype {tensor.datatype or '(none)'}; the model expects {expected}")
+                raise invalid(f"input {tensor.name!r} has datatype {echo(tensor.datatype, bare=True) if tensor.datatype else '(none)'}; "
+                              f"the model expects {expected}")  # fmt: skip
             shape = list(tensor.shape)
             if len(shape) != len(spec.shape) or any(want not in (-1, got) for want, got in zip(spec.shape, shape)):
-                raise invalid(f"input {tensor.name!r} has shape {shape}; the model expects {spec.shape} (-1: any size)")
+                raise invalid(f"input {tensor.name!r} has shape {echo_list(shape)}; the model expects {spec.shape} (-1: any size)")
             if any(d <= 0 for d in shape):
                 raise invalid(f"input {tensor.name!r} has shape {shape}; every dimension must be positive")
             if shape:  # before any byte is decoded
@@ -137,7 +138,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         names = [o.name for o in request.outputs] or known
         unknown = [n for n in names if n not in known]
         if unknown:
-            raise invalid(f"model {runtime.name!r} has no output(s) {', '.join(unknown)} (outputs: {', '.join(known)})")
+            raise invalid(f"model {runtime.name!r} has no output(s) {echo_list(unknown, bare=True)} (outputs: {', '.join(known)})")
         scheduler = self.registry.scheduler(runtime)
         # Raw tensors are views of the request's bytes: reading them (and
         # copying raw outputs back) costs less than a hop to a worker thread

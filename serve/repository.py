@@ -2,13 +2,17 @@
 
 Every version of every model is verified (manifest digests) and loaded; a
 version that fails is refused with its reason logged and kept for
-``seedlock client models``, and the rest still serve.
+``seedlock client models``, and the rest still serve. So is a model folder
+that cannot be read; other odd entries are skipped with a logged reason.
+Reasons name paths relative to the repository (they reach clients).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +22,12 @@ from seedlock.core import model_config, tasks
 from seedlock.core.errors import UserError
 from seedlock.core.imaging import DEFAULT_LIMITS, ImageLimits
 from seedlock.core.manifest import Manifest, ManifestError
-from seedlock.core.repository import load_version, model_names, version_numbers
+from seedlock.core.repository import MAX_VERSION, load_version, scan_models, scan_versions
 from seedlock.core.sessions import SessionConfig, default_threads
 from seedlock.serve import proofs
 from seedlock.serve.defaults import DEFAULT_MAX_QUEUE
-from seedlock.serve.errors import invalid, not_found, unavailable
+from seedlock.serve.errors import echo, invalid, not_found, unavailable
+from seedlock.serve.memory import MemoryTrimmer
 from seedlock.serve.runtime import ModelRuntime, load_runtime
 from seedlock.serve.scheduler import Batching, ModelScheduler
 
@@ -58,10 +63,12 @@ class Registry:
     image_limits: ImageLimits = DEFAULT_LIMITS  # --max-image-pixels / --max-image-side
     runtimes: dict[str, dict[int, ModelRuntime]] = field(default_factory=dict)
     refused: dict[str, dict[int | None, str]] = field(default_factory=dict)
+    refused_tasks: dict[str, str] = field(default_factory=dict)  # a refused model's task, where its manifest told
     serving: dict[tuple[str, int], Serving] = field(default_factory=dict)
     schedulers: dict[tuple[str, int], ModelScheduler] = field(default_factory=dict)
     extra_schedulers: dict[str, ModelScheduler] = field(default_factory=dict)
     cpu: ThreadPoolExecutor | None = None
+    trimmer: MemoryTrimmer = field(default_factory=MemoryTrimmer)
 
     def names(self) -> list[str]:
         return sorted(set(self.runtimes) | set(self.refused))
@@ -79,23 +86,40 @@ class Registry:
         number = parse_version(version)
         if name not in self.runtimes and name not in self.refused:
             known = ", ".join(self.names()) or "none"
-            raise not_found(f"unknown model {name!r} (this server has: {known})")
+            raise not_found(f"unknown model {echo(name)} (this server has: {known})")
         versions = self.runtimes.get(name, {})
-        refused = self.refused.get(name, {})
         if number is None:
             if versions:
                 return versions[max(versions)]
-            reasons = "; ".join(f"v{v}: {r}" if v is not None else r for v, r in sorted(refused.items(), key=lambda i: i[0] or 0))
-            raise unavailable(f"model {name!r} has no ready version ({reasons})")
+            raise unavailable(f"model {name!r} has no ready version ({self.refusal(name)})")
+        refused = self.refused.get(name, {})
         if number in versions:
             return versions[number]
         if number in refused:
             raise unavailable(f"model {name!r} version {number} was refused at load: {refused[number]}")
+        if None in refused:  # the model folder itself could not be read: its versions are unknown
+            raise unavailable(f"model {name!r} was refused at load: {refused[None]}")
         raise not_found(f"model {name!r} has no version {number} (ready: {sorted(versions) or 'none'})")
+
+    def refusal(self, name: str) -> str:
+        """Why model ``name`` has no ready version: each refused version's reason."""
+        refused = self.refused.get(name, {})
+        return "; ".join(f"v{v}: {r}" if v is not None else r for v, r in sorted(refused.items(), key=lambda i: i[0] or 0))
+
+    def refuse(self, name: str, version: int | None, reason: str, task: str | None = None) -> None:
+        """Record (and log) why a model, or one version of it, will not serve;
+        the repository's own path is taken out of the reason (it reaches clients)."""
+        reason = relative(reason, self.repository)
+        self.refused.setdefault(name, {})[version] = reason
+        if task:
+            self.refused_tasks.setdefault(name, task)
+        log.error("refused %s: %s", name if version is None else f"{name} version {version}", reason)
 
     # -- scheduling ------------------------------------------------------------
     def start(self) -> None:
-        """Create and start the schedulers (on the running event loop)."""
+        """Create and start the schedulers (on the running event loop), and
+        the memory trimmer the end of every call reports to."""
+        self.trimmer.start()
         self.cpu = ThreadPoolExecutor(max_workers=max(1, self.workers), thread_name_prefix="seedlock-cpu")
         for name, versions in self.runtimes.items():
             for number, runtime in versions.items():
@@ -126,6 +150,7 @@ class Registry:
         model call has finished still encodes its answer on this pool."""
         if self.cpu is not None:
             self.cpu.shutdown(wait=False, cancel_futures=True)
+        self.trimmer.close()
 
     async def offload(self, fn: Callable[..., T], *args: Any) -> T:
         """Run CPU work of a request (decoding, encoding) off the event loop."""
@@ -153,7 +178,9 @@ def plan_serving(runtime: ModelRuntime, registry: Registry) -> Serving:
     log_fn = log.info if mode != "off" or not settings.dynamic_batching else log.warning
     log_fn("%s v%d: batching %s (%s); %d instance(s) x %d thread(s); bit_exact_with_export=%s (%s)",
            manifest.name, manifest.version, mode, reason, instances, manifest.intra_op_threads, exact, detail)
-    return Serving(batching, reason, instances, settings.max_queue_size or registry.max_queue, exact, detail)
+    detail = relative(detail, registry.repository)  # shown in ListModels, like refusal reasons
+    return Serving(batching, relative(reason, registry.repository), instances,
+                   settings.max_queue_size or registry.max_queue, exact, detail)  # fmt: skip
 
 
 def check_task(manifest: Manifest) -> None:
@@ -174,10 +201,23 @@ def parse_version(version: int | str | None) -> int | None:
         try:
             number = int(version.strip())
         except ValueError:
-            raise invalid(f"model version {version!r} is not a number") from None
+            raise invalid(f"model version {echo(version)} is not a number") from None
     if number < 0:
-        raise invalid(f"model version {number} is negative")
+        raise invalid(f"model version {echo(str(number))} is negative")
+    if number > MAX_VERSION:
+        raise invalid(f"model version {echo(str(number))} is over the largest there can be ({MAX_VERSION})")
     return number or None
+
+
+def relative(text: str, root: Path) -> str:
+    """``text`` with the repository's own location taken out of the paths it
+    names (``/srv/models/seg/1/model.onnx`` -> ``seg/1/model.onnx``): reasons
+    reach clients, and where the server keeps its files is none of theirs."""
+    forms = {str(root.absolute()), os.path.realpath(root)} - {os.sep}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form + os.sep, "")
+        text = re.sub(re.escape(form) + r"(?=$|[\s'\":;,)])", "<repository>", text)
+    return text
 
 
 def load_repository(
@@ -191,50 +231,73 @@ def load_repository(
 ) -> Registry:
     """Verify and load the repository's models (all, or those named), read
     their ``config.pbtxt`` and prove their batching (see :func:`plan_serving`).
-    ``threads``: the CPU threads each model version's instances may keep busy (default: the cores)."""
-    root = Path(repository)
+    ``threads``: the CPU threads each model version's instances may keep busy (default: the cores).
+    Raises :class:`UserError` only when the repository itself cannot be read
+    or ``models`` names one it lacks; any model or version that fails is refused."""
+    root = Path(repository).absolute()
     try:
-        available = model_names(root)
+        scan = scan_models(root)
     except ManifestError as exc:
         raise UserError(str(exc)) from None
+    for entry, why in scan.skipped.items():
+        log.warning("skipped %s in the model repository: %s", entry, why)
+    available = sorted([*scan.found, *scan.refused])
     if models:
         unknown = [m for m in models if m not in available]
         if unknown:
             raise UserError(f"model(s) {', '.join(unknown)} not in {root} (it has: {', '.join(available) or 'nothing'})")
-        available = [m for m in available if m in models]
     registry = Registry(root, config, threads or default_threads(), max_queue, instances, workers)
     for name in available:
-        try:
-            versions = version_numbers(root, name)
-        except ManifestError as exc:
-            registry.refused.setdefault(name, {})[None] = str(exc)
-            log.error("refused model %s: %s", name, exc)
+        if models and name not in models:
             continue
-        if not versions:
-            registry.refused.setdefault(name, {})[None] = f"{root / name} has no numbered version folder"
-            log.error("refused model %s: no numbered version folder", name)
-        for number in versions:
-            try:
-                mv = load_version(root, name, number)
-                check_task(mv.manifest)
-                runtime = load_runtime(mv.manifest, mv.folder, config)
-                serving = plan_serving(runtime, registry)
-            except (ManifestError, ValueError) as exc:
-                registry.refused.setdefault(name, {})[number] = str(exc)
-                log.error("refused %s version %d: %s", name, number, exc)
-                continue
-            except Exception as exc:  # noqa: BLE001 - e.g. onnxruntime cannot parse the graph
-                reason = f"{type(exc).__name__}: {exc}"
-                registry.refused.setdefault(name, {})[number] = reason
-                log.error("refused %s version %d: %s", name, number, reason)
-                continue
-            registry.runtimes.setdefault(name, {})[number] = runtime
-            registry.serving[(name, number)] = serving
-            log.info(
-                "loaded %s version %d (%s, digest %s…) on %s",
-                name, number, runtime.task, runtime.digest[:12], ", ".join(runtime.providers),
-            )
+        if name in scan.refused:
+            registry.refuse(name, None, scan.refused[name])
+            continue
+        try:
+            versions = scan_versions(root, name)
+        except ManifestError as exc:
+            registry.refuse(name, None, str(exc))
+            continue
+        for entry, why in versions.skipped.items():
+            log.warning("skipped %s/%s: %s", name, entry, why)
+        for number, why in versions.refused.items():
+            registry.refuse(name, number, why)
+        if not versions.found and not versions.refused:
+            registry.refuse(name, None, f"{name}/ has no version folder (named 1, 2, 3, …)")
+        for number in versions.found:
+            _load_version(registry, name, number)
     return registry
+
+
+def _load_version(registry: Registry, name: str, number: int) -> None:
+    """Load one version into ``registry``, or refuse it with the reason."""
+    try:
+        mv = load_version(registry.repository, name, number)
+        check_task(mv.manifest)
+        runtime = load_runtime(mv.manifest, mv.folder, registry.config)
+        serving = plan_serving(runtime, registry)
+    except (ManifestError, ValueError, OSError) as exc:
+        registry.refuse(name, number, str(exc), _task_of(registry.repository / name / str(number)))
+        return
+    except Exception as exc:  # noqa: BLE001 - e.g. onnxruntime cannot parse the graph
+        registry.refuse(name, number, f"{type(exc).__name__}: {exc}", _task_of(registry.repository / name / str(number)))
+        return
+    registry.runtimes.setdefault(name, {})[number] = runtime
+    registry.serving[(name, number)] = serving
+    log.info(
+        "loaded %s version %d (%s, digest %s…) on %s",
+        name, number, runtime.task, runtime.digest[:12], ", ".join(runtime.providers),
+    )
+
+
+def _task_of(folder: Path) -> str | None:
+    """The task a refused version's manifest names, where it can be read (so
+    its task service can say the model is not ready, rather than absent)."""
+    try:
+        task = Manifest.load(folder).task
+    except Exception:  # noqa: BLE001 - no readable manifest: no task to tell
+        return None
+    return task if isinstance(task, str) else None
 
 
 class TaskModels(Generic[T]):
@@ -244,6 +307,7 @@ class TaskModels(Generic[T]):
 
     def __init__(self, registry: Registry, task: str, label: str, prepare: Callable[[ModelRuntime], T]) -> None:
         self.registry = registry
+        self.task = task
         self.label = label
         self.prepared: dict[tuple[str, int], T] = {
             (name, v): prepare(rt)
@@ -257,8 +321,24 @@ class TaskModels(Generic[T]):
         if len(names) == 1:
             return names[0]
         if not names:
+            self._refused_ones()
             raise invalid(f"this server has no {self.label} model")
         raise invalid(f"this server has several {self.label} models; name one in model_name: {', '.join(names)}")
+
+    def _refused_ones(self) -> None:
+        """UNAVAILABLE, with why, when this task's models were all refused at
+        load (or their task is unknown because their manifest was unreadable):
+        the request was right, the server is not ready for it."""
+        reg = self.registry
+        refused = [n for n in sorted(reg.refused) if not reg.runtimes.get(n)]
+        ours = [n for n in refused if reg.refused_tasks.get(n) == self.task]
+        unknown = [n for n in refused if n not in reg.refused_tasks]
+        if ours:
+            reasons = "; ".join(f"{n}: {reg.refusal(n)}" for n in ours)
+            raise unavailable(f"this server's {self.label} model is not ready: it was refused at load ({reasons})")
+        if unknown:
+            reasons = "; ".join(f"{n}: {reg.refusal(n)}" for n in unknown)
+            raise unavailable(f"this server has no ready {self.label} model; refused at load: {reasons}")
 
     def resolve(self, name: str, version: int | str | None) -> tuple[ModelRuntime, T]:
         """The runtime and prepared object for a request's model (its only

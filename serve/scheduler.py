@@ -264,6 +264,9 @@ class ModelScheduler:
         loop = asyncio.get_running_loop()
         assert self._idle is not None
         while True:
+            # An idle worker must not keep its last call's tensors alive (a
+            # large batch's inputs and outputs) until the next request comes.
+            first = group = live = results = r = result = None  # type: ignore[assignment]
             first = await self._next()
             if first is None:
                 return

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 
-from seedlock.core.imaging import decode_image, encode_png
+from seedlock.core.imaging import DEFAULT_LIMITS, ImageLimits, check_image, decode_image, encode_png
 from seedlock.core.segmentation import SegmentationSpec, class_counts
 from seedlock.protos.seedlock.v1 import common_pb2, segmentation_pb2, segmentation_pb2_grpc
 from seedlock.serve.errors import rpc
@@ -34,10 +34,11 @@ class SegmentOutcome:
     timing: dict[str, float]  # milliseconds
 
 
-def prepare(spec: SegmentationSpec, data: bytes) -> tuple[np.ndarray, list, dict[str, float]]:
-    """Encoded image bytes -> the model input (1, 3, S, S), how to undo its letterbox, timings."""
+def prepare(spec: SegmentationSpec, data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> tuple[np.ndarray, list, dict[str, float]]:
+    """Encoded image bytes -> the model input (1, 3, S, S), how to undo its letterbox, timings.
+    The image's header is checked against ``limits`` before it is decoded."""
     t0 = time.perf_counter()
-    image = decode_image(data)
+    image = decode_image(data, limits)
     t1 = time.perf_counter()
     x, boxes = spec.preprocess(image)
     t2 = time.perf_counter()
@@ -55,10 +56,10 @@ def finish(spec: SegmentationSpec, logits: np.ndarray, boxes: list, timing: dict
     return SegmentOutcome(mask, png, counts, timing)
 
 
-def segment_image(runtime: ModelRuntime, spec: SegmentationSpec, data: bytes) -> SegmentOutcome:
+def segment_image(runtime: ModelRuntime, spec: SegmentationSpec, data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> SegmentOutcome:
     """The whole pipeline in-process on encoded image bytes (what the service
     runs, minus the scheduler)."""
-    x, boxes, timing = prepare(spec, data)
+    x, boxes, timing = prepare(spec, data, limits)
     t0 = time.perf_counter()
     (logits,) = runtime.run({spec.input_name: x}, [spec.output_name])
     timing["infer_ms"] = (time.perf_counter() - t0) * 1e3
@@ -77,7 +78,9 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServicer):
         deadline = deadline_from(context.time_remaining())
         runtime, spec = self.models.resolve(request.model_name, request.model_version)
         scheduler = self.registry.scheduler(runtime)
-        x, boxes, timing = await self.registry.offload(prepare, spec, request.image)
+        limits = self.registry.image_limits
+        check_image(request.image, limits)  # the header, before a decoding thread is taken
+        x, boxes, timing = await self.registry.offload(prepare, spec, request.image, limits)
         t0 = time.perf_counter()
         (logits,) = await scheduler.infer({spec.input_name: x}, [spec.output_name], deadline)
         timing["infer_ms"] = (time.perf_counter() - t0) * 1e3  # queueing included: what the caller waited

@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from seedlock.core import tasks
+from seedlock.core.argtypes import MAX_PORT
 from seedlock.core.errors import UserError
 from seedlock.core.imaging import DEFAULT_LIMITS, ImageLimits
 from seedlock.core.sessions import SessionConfig, default_threads, resolve_providers
@@ -28,8 +29,10 @@ from seedlock.protos.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from seedlock.protos.seedlock.v1 import models_pb2, models_pb2_grpc
 from seedlock.serve.defaults import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_QUEUE
 from seedlock.serve.errors import rpc
+from seedlock.serve.handlers import GuardedServer
 from seedlock.serve.kserve import InferenceServicer
 from seedlock.serve.repository import Registry, load_repository
+from seedlock.serve.security import BearerTokenAuth, ServerTLS
 
 log = logging.getLogger("seedlock.serve")
 
@@ -153,6 +156,8 @@ def start_server(
     cache_dir: str | None = None,
     backend: str = "auto",
     image_limits: ImageLimits = DEFAULT_LIMITS,
+    tls: ServerTLS | None = None,
+    auth_tokens: Sequence[str] = (),
 ) -> RunningServer:
     """Load the repository and serve it on ``host:port`` (0: a free port).
 
@@ -172,6 +177,10 @@ def start_server(
     ``image_limits``: the largest image a request may send, read from its
     header before anything is decoded.
 
+    ``tls``: serve over TLS (mutual when it has a client CA), from
+    :func:`seedlock.serve.security.load_server_tls`. ``auth_tokens``: when
+    given, every call but health needs ``authorization: Bearer <one of them>``.
+
     Raises :class:`UserError` when nothing can be served (no repository, no
     loadable model, port taken) or a flag is wrong.
     """
@@ -180,6 +189,9 @@ def start_server(
             raise UserError(f"{flag} must be at least 1, got {value}")
     if max_queue < 1:
         raise UserError(f"--max-queue must be at least 1, got {max_queue}")
+    if not 0 <= port <= MAX_PORT:
+        raise UserError(f"--port must be from 0 to {MAX_PORT} (0 picks a free port), got {port}")
+    auth = BearerTokenAuth(auth_tokens) if auth_tokens else None
     chosen = resolve_providers(providers)
     config = SessionConfig(
         providers=tuple(chosen),
@@ -208,7 +220,7 @@ def start_server(
     def main() -> None:
         asyncio.set_event_loop(running.loop)
         try:
-            running.loop.run_until_complete(_start(running, host, port, max_message_bytes))
+            running.loop.run_until_complete(_start(running, host, port, max_message_bytes, tls, auth))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             failure.append(exc)
             started.set()
@@ -235,7 +247,8 @@ def _used_providers(registry: Registry) -> list[str]:
     return sorted({p for versions in registry.runtimes.values() for rt in versions.values() for p in rt.providers[:1]})
 
 
-async def _start(running: RunningServer, host: str, port: int, max_message_bytes: int) -> None:
+async def _start(running: RunningServer, host: str, port: int, max_message_bytes: int,
+                 tls: ServerTLS | None = None, auth: BearerTokenAuth | None = None) -> None:
     """Build, bind and start the grpc.aio server on the running loop."""
     registry = running.registry
     # No maximum_concurrent_rpcs: a waiting request costs a coroutine, not a
@@ -247,25 +260,29 @@ async def _start(running: RunningServer, host: str, port: int, max_message_bytes
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
         ],
+        interceptors=[auth] if auth is not None else None,  # the token is checked before anything else
     )
     running.server = server
     registry.start()
+    # Services register through the guard: a request that does not parse is
+    # INVALID_ARGUMENT, and calls report to the trimmer, which returns memory once they pause.
+    services = GuardedServer(server, watcher=registry.trimmer)
     extensions = ["seedlock.v1", "health", "reflection"] + [f"provider:{p}" for p in _used_providers(registry)]
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(registry, extensions, lambda: running.ready, max_message_bytes), server
+        InferenceServicer(registry, extensions, lambda: running.ready, max_message_bytes), services
     )
     for task in tasks.TASKS:  # one seedlock.v1 service per task of the table
-        task.module("serve").add_to_server(registry, server)
-    models_pb2_grpc.add_ModelsServicer_to_server(ModelsServicer(registry), server)
-    health_pb2_grpc.add_HealthServicer_to_server(running.health, server)
+        task.module("serve").add_to_server(registry, services)
+    models_pb2_grpc.add_ModelsServicer_to_server(ModelsServicer(registry), services)
+    health_pb2_grpc.add_HealthServicer_to_server(running.health, services)
     # Reflection describes services from seedlock's private descriptor pool
     # (see seedlock.protos.pool), so the standard ones are added to it too.
     pool.include(health_pb2.DESCRIPTOR)
     pool.include(reflection_pb2.DESCRIPTOR)
-    reflection.enable_server_reflection(service_names(), server, pool=pool.POOL)
+    reflection.enable_server_reflection(service_names(), services, pool=pool.POOL)
     address = _bind_address(host, port)
     try:
-        bound = server.add_insecure_port(address)
+        bound = server.add_secure_port(address, tls.credentials()) if tls is not None else server.add_insecure_port(address)
     except RuntimeError as exc:
         await registry.drain(0)
         registry.close()

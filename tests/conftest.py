@@ -77,3 +77,36 @@ def segmenter_repository(tmp_path_factory, tiny_checkpoint) -> Path:
     repo = tmp_path_factory.mktemp("repository")
     export_segmenter(tiny_checkpoint, repo, name="segmenter", version=1, log=lambda _: None)
     return repo
+
+
+# -- a tiny composer, trained once per session on synthetic melodies (no corpus) --
+COMPOSER_GENRES = ("up", "down")
+
+
+def synthetic_piece(genre_index: int, i: int, n: int = 40):
+    """A melody of genre 0 (rising) or 1 (falling), as music events."""
+    from seedlock.core import music_events as me
+
+    base = 60 + (i % 5)
+    if genre_index == 0:
+        return me.from_values([(base + (2 * k) % 12, 0.5) for k in range(n)])
+    return me.from_values([(base + 12 - (k * 3) % 12, 1.0 if k % 3 else 2.0) for k in range(n)])
+
+
+@pytest.fixture(scope="session")
+def composer_model(tmp_path_factory):
+    """A tiny trained composer: (checkpoint folder, repository, version folder)."""
+    from seedlock.export.compose import export_composer
+    from seedlock.train import compose_train as ct
+    from seedlock.train.data import music_corpus as mc
+
+    genres = list(COMPOSER_GENRES)
+    pieces = [mc.Piece(g, f"{g}/{i}", synthetic_piece(gi, i)) for gi, g in enumerate(genres) for i in range(6)]
+    data = mc.split_pieces(pieces, genres, seed=3)
+    out = tmp_path_factory.mktemp("composer")
+    cfg = ct.ComposeConfig(out=str(out), window=8, horizon=8, hidden=16, epochs=2, batch_size=16, stride=4,
+                           seed=5, eval_windows=8, progress=False)
+    ct.train_compose(cfg, data, log=lambda s: None)
+    repo = tmp_path_factory.mktemp("composerrepo")
+    export_composer(out, repo, name="composer", version=1, log=lambda s: None)
+    return out, repo, repo / "composer" / "1"

@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from conftest import synthetic_piece
 
 from seedlock.core import music_events as me
 from seedlock.core import music_sampling as ms
@@ -17,16 +18,6 @@ from seedlock.train import compose_train as ct
 from seedlock.train.data import music_corpus as mc
 
 torch.set_num_threads(1)
-
-
-def synthetic_piece(genre_index: int, i: int, n: int = 40) -> np.ndarray:
-    """Scale fragments: genre 0 rises in eighths, genre 1 falls in quarters/halves."""
-    base = 60 + (i % 5)
-    if genre_index == 0:
-        vals = [(base + (2 * k) % 12, 0.5) for k in range(n)]
-    else:
-        vals = [(base + 12 - (k * 3) % 12, 1.0 if k % 3 else 2.0) for k in range(n)]
-    return me.from_values(vals)
 
 
 def synthetic_data() -> mc.MusicData:

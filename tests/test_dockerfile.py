@@ -94,6 +94,43 @@ def test_repository_volume_healthcheck_and_entrypoint(text):
     assert "8001" in ins["EXPOSE"]
 
 
+def healthcheck_command(text: str) -> list[str]:
+    import json
+
+    ins = dict((word, rest) for word, rest in instructions(text))
+    return json.loads(ins["HEALTHCHECK"].split("CMD", 1)[1])
+
+
+def test_healthcheck_follows_the_environment_not_a_hard_coded_address(text, tmp_path):
+    """The HEALTHCHECK command names no address (it could not follow --port);
+    run as written, it probes $SEEDLOCK_HEALTH_ADDRESS on a real server."""
+    import os
+
+    from serving_fixtures import write_plain_model
+
+    from seedlock.serve.server import start_server
+
+    command = healthcheck_command(text)
+    assert command[:3] == ["python", "-m", "seedlock.serve.healthcheck"]
+    assert not any("--address" in c or "8001" in c or "127.0.0.1" in c for c in command), command
+    write_plain_model(tmp_path, "plain")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDLOCK_")}
+    with start_server(tmp_path, threads=1, workers=2) as server:
+        probe = [sys.executable, *command[1:]]
+        up = subprocess.run(probe, env={**env, "SEEDLOCK_HEALTH_ADDRESS": server.address}, capture_output=True, text=True, timeout=60)
+        assert up.returncode == 0, up.stderr
+    down = subprocess.run(probe, env={**env, "SEEDLOCK_HEALTH_ADDRESS": server.address}, capture_output=True, text=True, timeout=60)
+    assert down.returncode == 1 and down.stderr.startswith(f"unhealthy: {server.address}")
+
+
+def test_documents_how_to_mount_the_tls_and_token_secrets(text):
+    comments = "\n".join(line for line in text.splitlines() if line.lstrip().startswith("#"))
+    for flag in ("--tls-cert", "--tls-key", "--tls-client-ca", "--auth-token-file", "SEEDLOCK_HEALTH_ADDRESS",
+                 "SEEDLOCK_TLS_CA", "SEEDLOCK_TLS_SERVER_NAME", "SEEDLOCK_TLS_CERT", "--token-file", "SEEDLOCK_TOKEN"):
+        assert flag in comments, flag
+    assert re.search(r"-v \S*secrets\S*:/run/secrets/\S*:ro", comments), "mount the secrets read-only"
+
+
 def test_dockerignore_keeps_models_and_venv_out():
     ignored = (ROOT / ".dockerignore").read_text().split()
     for entry in (".venv", ".git", "repository", "runs", "*.pt"):

@@ -245,7 +245,8 @@ def test_cli_caption(server, trained, tmp_path):
     for i, c in enumerate(want.captions, 1):
         assert f"{i:>2}. {c.text}  (log-prob {c.log_prob:.4f})" in lines[i]
 
-    bad = run_cli("client", "caption", str(image), "--beam", "0", "--server", server.address)
+    # over the model's limit (16): the client's --beam range is only the wire's, so the server says the limit
+    bad = run_cli("client", "caption", str(image), "--beam", "17", "--server", server.address)
     assert bad.returncode != 0
     assert "INVALID_ARGUMENT" in bad.stderr and "beam size must be" in bad.stderr and "Traceback" not in bad.stderr
     missing = run_cli("client", "caption", str(tmp_path / "nope.png"), "--server", server.address)

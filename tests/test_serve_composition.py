@@ -9,7 +9,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import COMPOSER_GENRES as GENRES
+from conftest import run_cli, synthetic_piece
 
 from seedlock.clients.base import NO_RETRY
 from seedlock.clients.composition import ComposeResult, CompositionClient, StreamedEvent
@@ -20,33 +21,7 @@ from seedlock.serve.composition import OrtComposer
 from seedlock.serve.server import start_server
 
 torch.set_num_threads(1)
-GENRES = ("up", "down")
 LENGTH = 24
-
-
-def synthetic_piece(genre_index: int, i: int, n: int = 40) -> np.ndarray:
-    base = 60 + (i % 5)
-    if genre_index == 0:
-        return me.from_values([(base + (2 * k) % 12, 0.5) for k in range(n)])
-    return me.from_values([(base + 12 - (k * 3) % 12, 1.0 if k % 3 else 2.0) for k in range(n)])
-
-
-@pytest.fixture(scope="session")
-def composer_model(tmp_path_factory):
-    """A tiny trained composer: (checkpoint folder, repository, version folder)."""
-    from seedlock.export.compose import export_composer
-    from seedlock.train import compose_train as ct
-    from seedlock.train.data import music_corpus as mc
-
-    pieces = [mc.Piece(g, f"{g}/{i}", synthetic_piece(gi, i)) for gi, g in enumerate(GENRES) for i in range(6)]
-    data = mc.split_pieces(pieces, list(GENRES), seed=3)
-    out = tmp_path_factory.mktemp("composer")
-    cfg = ct.ComposeConfig(out=str(out), window=8, horizon=8, hidden=16, epochs=2, batch_size=16, stride=4,
-                           seed=5, eval_windows=8, progress=False)
-    ct.train_compose(cfg, data, log=lambda s: None)
-    repo = tmp_path_factory.mktemp("composerrepo")
-    export_composer(out, repo, name="composer", version=1, log=lambda s: None)
-    return out, repo, repo / "composer" / "1"
 
 
 @pytest.fixture(scope="module")
@@ -175,9 +150,9 @@ BAD = [
     ("no genre", {"genre": ""}, "genre is required"),
     ("length 0", {"length": 0}, "length must be 1 to 1024"),
     ("length over the limit", {"length": 1025}, "length must be 1 to 1024"),
-    ("temperature 0", {"temperature": 0.0}, r"temperature must be in \(0, 10\]"),
+    ("temperature 0", {"temperature": 0.0}, r"temperature must be in \[0.001, 10\], got 0.0; for the most likely event use strategy greedy"),
     ("temperature negative", {"temperature": -1.0, "strategy": "greedy"}, "temperature must be"),
-    ("top_k 0", {"top_k": 0}, "top_k must be >= 1"),
+    ("top_k 0", {"top_k": 0}, r"top_k must be in \[1, 1024\], got 0"),
     ("unknown strategy", {"strategy": "beam"}, "unknown sampling strategy 'beam'"),
     ("bad primer pitch", {"primer": [(200, 1.0)]}, "primer event 0: pitch 200"),
     ("bad primer duration", {"primer": [(60, 0.0)]}, "primer event 0: duration"),

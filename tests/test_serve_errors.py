@@ -3,6 +3,7 @@ the server answers the next good request correctly (DESIGN.md, Errors)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import grpc
@@ -313,3 +314,85 @@ def test_a_request_without_deadline_waits_for_its_turn_and_is_answered(server, v
         assert len(out) == 1 and not isinstance(out[0], Exception), out
         assert out[0].tobytes() == good[1].tobytes()
     assert v2.infer("segmenter", {"image": GOOD_TENSOR})["logits"].tobytes() == good[1].tobytes()
+
+
+# -- hostile input: long echoes, malformed bytes, out of memory ----------------------------------------------
+LONG = 20_000  # past grpc's 16 KB hard limit on trailers: an uncut echo reached the client as RESOURCE_EXHAUSTED
+
+
+@pytest.mark.parametrize("char", ["x", "é"], ids=["ascii", "non-ascii"])
+def test_long_user_input_is_echoed_as_a_cut_prefix_and_keeps_its_status(seg, v2, good, char):
+    long = char * LONG
+    x = {"image": GOOD_TENSOR}
+    cases = [
+        (lambda: v2.infer(long, x), NotFound, grpc.StatusCode.NOT_FOUND, "unknown model"),
+        (lambda: seg.segment(GOOD_IMAGE, model=long), NotFound, grpc.StatusCode.NOT_FOUND, "unknown model"),
+        (lambda: v2.infer("segmenter", {long: GOOD_TENSOR}), InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT, "has no input"),
+        (lambda: v2.infer("segmenter", x, version=long), InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT, "is not a number"),
+        (lambda: v2.infer("segmenter", x, outputs=[long, long + "y"]), InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT,
+         "no output(s)"),
+    ]  # fmt: skip
+    for call, exc_type, code, fragment in cases:
+        with expect(exc_type, code, fragment, f"… ({LONG}") as info:
+            call()
+        assert len(info.value.message.encode()) < 1024, info.value.message
+    request = InferenceClient.build_request("segmenter", x)
+    request.inputs[0].datatype = long
+    with expect(InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT, "has datatype", "expects FP32", f"… ({LONG} characters)"):
+        v2._call(v2._stub.ModelInfer, request, 30, "ModelInfer")
+    request = InferenceClient.build_request("segmenter", x)
+    del request.inputs[0].shape[:]
+    request.inputs[0].shape.extend([1] * 4096)  # a rank numpy cannot even build
+    with expect(InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT, "has shape [1, 1, 1, 1, 1, 1, 1, 1, … (4096 in all)]"):
+        v2._call(v2._stub.ModelInfer, request, 30, "ModelInfer")
+    still_good(seg, v2, good)
+
+
+def _raw(channel: grpc.Channel, method: str, streaming: bool = False):
+    def same(data: bytes) -> bytes:
+        return data
+
+    if streaming:
+        stream = channel.stream_stream(method, request_serializer=same, response_deserializer=same)
+        return lambda data, timeout: list(stream(iter([data]), timeout=timeout))
+    return channel.unary_unary(method, request_serializer=same, response_deserializer=same)
+
+
+def test_malformed_request_bytes_answer_invalid_argument_on_every_service(server, seg, v2, good, caplog):
+    """grpc parses a request before any servicer code runs and answered a
+    parse failure UNKNOWN with a logged traceback. Every registered method
+    now answers INVALID_ARGUMENT naming the message it wants."""
+    truncated = InferenceClient.build_request("segmenter", {"image": GOOD_TENSOR}).SerializeToString()[:-7]
+    methods = [
+        ("/inference.GRPCInferenceService/ModelInfer", "inference.ModelInferRequest", False),
+        ("/inference.GRPCInferenceService/ModelMetadata", "inference.ModelMetadataRequest", False),
+        ("/seedlock.v1.Segmentation/Segment", "seedlock.v1.SegmentRequest", False),
+        ("/seedlock.v1.Models/ListModels", "seedlock.v1.ListModelsRequest", False),
+        ("/grpc.health.v1.Health/Check", "grpc.health.v1.HealthCheckRequest", False),
+        ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", "grpc.reflection.v1alpha.ServerReflectionRequest", True),
+    ]
+    garbage = [b"\xff\xff\xff\xff", b"\x0a\xff\xff\xff\xff\x0f", b"\x0a\x05ab", truncated]
+    with caplog.at_level(logging.ERROR), grpc.insecure_channel(server.address) as channel:
+        for method, message_type, streaming in methods:
+            call = _raw(channel, method, streaming)
+            for data in garbage:
+                with pytest.raises(grpc.RpcError) as info:
+                    call(data, timeout=30)
+                err = info.value
+                assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, data[:8], err.code(), err.details())
+                assert f"not a valid {message_type} message" in err.details(), err.details()
+        # A request that parses still gets its answer on the same channel.
+        assert _raw(channel, "/grpc.health.v1.Health/Check")(b"", timeout=30) == b"\x08\x01"  # SERVING
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    still_good(seg, v2, good)
+
+
+def test_out_of_memory_is_resource_exhausted_not_internal():
+    """A request too big for the memory left on the host: the client can act
+    (send less), so it is RESOURCE_EXHAUSTED, logged without a traceback."""
+    from seedlock.serve.errors import status_of
+
+    code, message = status_of(MemoryError("Unable to allocate 3.2 GiB for an array"), "Segment")
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "send less" in message
+    code, message = status_of(ValueError("x" * 50_000), "Segment")  # a bug: INTERNAL, its message capped all the same
+    assert code == grpc.StatusCode.INTERNAL and len(message.encode()) <= 1024 and message.endswith("(message cut)")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import selectors
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import grpc
 import numpy as np
 import pytest
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from process_helpers import read_address
 from serving_fixtures import half_write, make_segmenter_repository, sample_png, tamper
 
 from seedlock.clients import InferenceClient, SegmentationClient
@@ -174,18 +174,6 @@ GATE_HOOK = textwrap.dedent(
 )
 
 
-def _read_address(proc: subprocess.Popen, timeout: float = 120.0) -> str:
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        if sel.select(timeout=0.5):
-            line = proc.stdout.readline()
-            if "listening on" in line:
-                return line.rsplit(" ", 1)[-1].strip()
-    raise AssertionError(f"server did not start: {proc.stderr.read() if proc.poll() is not None else 'timeout'}")
-
-
 def _wait_for(predicate, tries: int = 300, pause: float = 0.1) -> bool:
     for _ in range(tries):
         if predicate():
@@ -208,7 +196,7 @@ def test_sigterm_drains_in_flight_requests_then_exits_zero(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
     )
     try:
-        address = _read_address(proc)
+        address = read_address(proc)
         image = sample_png(37, 53, seed=1)
         results: list = []
 

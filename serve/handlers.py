@@ -1,0 +1,210 @@
+"""What every method the server registers gets, whatever its service
+(KServe v2, ``seedlock.v1``, health, reflection):
+
+- Request bytes that do not parse as the method's message are answered
+  INVALID_ARGUMENT with what to send. grpc parses a request before any
+  servicer code runs and answers a parse failure UNKNOWN, with a logged
+  traceback; so the request deserializer itself is replaced: on failure it
+  hands the call a :class:`Malformed` marker, which the wrapped behaviour
+  answers.
+- Calls report their start and end to a :class:`CallWatcher`, so the server
+  can give memory back once large requests are over (:mod:`seedlock.serve.memory`).
+
+:class:`GuardedServer` stands in for the grpc.aio server where the generated
+``add_*_to_server`` functions want one: it wraps their handlers and
+registers them on the real server.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable, Protocol, Sequence
+
+import grpc
+
+from seedlock.serve.errors import cap
+
+
+class CallWatcher(Protocol):
+    """Told when calls start and end. A streamed answer (which may stay open,
+    as a health Watch does) reports only its end, with ``counted=False``."""
+
+    def started(self) -> None: ...
+    def ended(self, counted: bool = True) -> None: ...
+
+
+class _Unwatched:
+    def started(self) -> None:
+        pass
+
+    def ended(self, counted: bool = True) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """Request bytes that did not parse as the method's message."""
+
+    method: str
+    message_type: str
+    size: int
+    error: str
+
+    @property
+    def message(self) -> str:
+        return cap(
+            f"the request ({self.size} bytes) is not a valid {self.message_type} message ({self.error}); "
+            f"{self.method} takes a serialized {self.message_type}"
+        )
+
+
+def _message_type(parse: Callable[[bytes], Any]) -> str:
+    """``inference.ModelInferRequest`` for a generated ``ModelInferRequest.FromString``."""
+    owner = getattr(parse, "__self__", None)
+    descriptor = getattr(owner, "DESCRIPTOR", None)
+    return getattr(descriptor, "full_name", None) or "request"
+
+
+def _deserializer(parse: Callable[[bytes], Any], method: str) -> Callable[[bytes], Any]:
+    message_type = _message_type(parse)
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception as exc:  # noqa: BLE001 - DecodeError, RecursionError on deep nesting, MemoryError
+            return Malformed(method, message_type, len(data), str(exc) or type(exc).__name__)
+
+    return deserialize
+
+
+async def _refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+    if isinstance(request, Malformed):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+
+
+async def _checked(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async for request in requests:
+        await _refuse(request, context)
+        yield request
+
+
+def _wrap_behaviour(behaviour: Callable[..., Any], request_streaming: bool, response_streaming: bool,
+                    watcher: CallWatcher) -> Callable[..., Any]:  # fmt: skip
+    """``behaviour`` that first answers a malformed request (each message of a
+    request stream), and reports its start and end. Keeps its kind (a
+    coroutine, an async generator for streamed answers, or a plain function),
+    which grpc.aio dispatches on."""
+
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def streamed(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            try:
+                if request_streaming:
+                    request = _checked(request, context)
+                else:
+                    await _refuse(request, context)
+                async for item in behaviour(request, context):
+                    yield item
+            finally:
+                watcher.ended(counted=False)
+
+        return streamed
+
+    if not inspect.iscoroutinefunction(behaviour):
+        # A plain function, which grpc.aio runs on a thread (health's List,
+        # which the aio servicer leaves unimplemented): its context aborts by raising.
+        def plain(request: Any, context: Any) -> Any:
+            try:
+                if not request_streaming and isinstance(request, Malformed):
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+                return behaviour(request, context)
+            finally:
+                watcher.ended(counted=False)
+
+        return plain
+
+    async def called(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        # A streamed answer (here through context.write, as health's Watch
+        # does) may stay open for good: only unary answers count as in flight.
+        counted = not response_streaming
+        if counted:
+            watcher.started()
+        try:
+            if request_streaming:
+                request = _checked(request, context)
+            else:
+                await _refuse(request, context)
+            return await behaviour(request, context)
+        finally:
+            watcher.ended(counted)
+
+    return called
+
+
+def guard_handler(handler: grpc.RpcMethodHandler, method: str, watcher: CallWatcher) -> grpc.RpcMethodHandler:
+    """``handler`` of ``method`` (``/package.Service/Method``) with a
+    deserializer that never raises and behaviours that answer what it could not parse."""
+    parse = handler.request_deserializer
+    fields = {
+        "request_deserializer": _deserializer(parse, method) if parse is not None else None,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(_wrap_behaviour(handler.stream_stream, True, True, watcher), **fields)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(_wrap_behaviour(handler.stream_unary, True, False, watcher), **fields)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(_wrap_behaviour(handler.unary_stream, False, True, watcher), **fields)
+    return grpc.unary_unary_rpc_method_handler(_wrap_behaviour(handler.unary_unary, False, False, watcher), **fields)
+
+
+class _GuardedGeneric(grpc.GenericRpcHandler):
+    """A generic handler whose method handlers are guarded (each wrapped once)."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, watcher: CallWatcher) -> None:
+        self.inner = inner
+        self.watcher = watcher
+        self.guarded: dict[str, grpc.RpcMethodHandler] = {}  # only methods the inner handler has
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method
+        found = self.guarded.get(method)
+        if found is None:
+            handler = self.inner.service(handler_call_details)
+            if handler is None:
+                return None
+            found = self.guarded[method] = guard_handler(handler, method, self.watcher)
+        return found
+
+
+class GuardedServer(grpc.aio.Server):
+    """The grpc.aio ``server`` for registering services: each one's handlers
+    are guarded (:func:`guard_handler`) on their way in. Ports and the
+    server's life stay with ``server`` itself."""
+
+    def __init__(self, server: grpc.aio.Server, watcher: CallWatcher | None = None) -> None:
+        self.server = server
+        self.watcher = watcher or _Unwatched()
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self.server.add_generic_rpc_handlers([_GuardedGeneric(h, self.watcher) for h in generic_rpc_handlers])
+
+    def add_registered_method_handlers(self, service_name: str, method_handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        guarded = {name: guard_handler(h, f"/{service_name}/{name}", self.watcher) for name, h in method_handlers.items()}
+        self.server.add_registered_method_handlers(service_name, guarded)
+
+    def add_insecure_port(self, address: str) -> int:
+        return self.server.add_insecure_port(address)
+
+    def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
+        return self.server.add_secure_port(address, server_credentials)
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self, grace: float | None) -> None:
+        await self.server.stop(grace)
+
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return await self.server.wait_for_termination(timeout)
