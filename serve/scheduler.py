@@ -32,6 +32,7 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 
 from seedlock.serve.errors import deadline_exceeded, exhausted, invalid, unavailable
+from seedlock.serve.statistics import ModelStats
 
 log = logging.getLogger("seedlock.serve")
 T = TypeVar("T")
@@ -86,6 +87,7 @@ class _Request:
     key: tuple = ()
     job: Callable[[threading.Event], Any] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+    admitted_ns: int = field(default_factory=time.perf_counter_ns)
 
 
 def row_shapes(feeds: dict[str, np.ndarray]) -> tuple:
@@ -118,6 +120,7 @@ class ModelScheduler:
         self.instances = instances
         self.max_queue = max(1, max_queue)
         self.counters = Counters()
+        self.stats = ModelStats()  # Triton's statistics (ModelStatistics, metrics)
         self._queue: deque[_Request] = deque()
         self._pool = ThreadPoolExecutor(max_workers=instances, thread_name_prefix="seedlock-instance")
         self._workers: list[asyncio.Task] = []
@@ -256,6 +259,7 @@ class ModelScheduler:
             return False
         if expired(request.deadline):
             self.counters.expired += 1
+            self.stats.finished(False, time.perf_counter_ns() - request.admitted_ns)
             request.future.set_exception(deadline_exceeded(f"the request's deadline passed while it was queued for {self.label}; it was not run"))
             return False
         return True
@@ -279,18 +283,23 @@ class ModelScheduler:
                 live = [r for r in group if self._live(r)]
                 if not live:
                     continue
+                taken = time.perf_counter_ns()
+                for r in live:
+                    self.stats.queued(taken - r.admitted_ns)
                 try:
                     if first.job is not None:
-                        results = [await loop.run_in_executor(self._pool, first.job, first.stop)]
+                        results = [await loop.run_in_executor(self._pool, self._run_job, first)]
                     else:
                         results = await loop.run_in_executor(self._pool, self._run_rows, live)
                 except Exception as exc:  # noqa: BLE001 - each caller maps it to a status
                     self.counters.failed += len(live)
                     for r in live:
+                        self.stats.finished(False, time.perf_counter_ns() - r.admitted_ns)
                         if not r.future.done():
                             r.future.set_exception(exc)
                     continue
                 for r, result in zip(live, results):
+                    self.stats.finished(True, time.perf_counter_ns() - r.admitted_ns)
                     if not r.future.done():
                         r.future.set_result(result)
             finally:
@@ -299,9 +308,18 @@ class ModelScheduler:
                 if not self._queue and not self._busy:
                     self._idle.set()
 
+    def _run_job(self, request: _Request) -> Any:
+        """A whole pipeline (on an instance thread): one execution of one inference."""
+        assert request.job is not None
+        start = time.perf_counter_ns()
+        result = request.job(request.stop)
+        self.stats.executed(1, 0, time.perf_counter_ns() - start, 0)
+        return result
+
     def _run_rows(self, group: list[_Request]) -> list[list[np.ndarray]]:
         """One graph call for the group (on an instance thread); each request's rows back."""
         assert self.run is not None
+        started = time.perf_counter_ns()
         first = group[0]
         total = sum(r.rows for r in group)
         pad = self.batching.max_batch_size - total if self.batching.mode == "padded" and self._batchable(first) else 0
@@ -314,14 +332,18 @@ class ModelScheduler:
                 if pad > 0:
                     parts.append(np.zeros((pad, *parts[0].shape[1:]), parts[0].dtype))
                 feeds[name] = np.concatenate(parts)
+        stacked = time.perf_counter_ns()
         outputs = self.run(feeds, first.outputs)
+        ran = time.perf_counter_ns()
         self.counters.calls += 1
         self.counters.rows += total
         self.counters.largest_call = max(self.counters.largest_call, total)
         if len(group) == 1 and not pad:
-            return [list(outputs)]
-        results, start = [], 0
-        for r in group:
-            results.append([np.asarray(o)[start:start + r.rows] for o in outputs])
-            start += r.rows
+            results = [list(outputs)]
+        else:
+            results, start = [], 0
+            for r in group:
+                results.append([np.asarray(o)[start:start + r.rows] for o in outputs])
+                start += r.rows
+        self.stats.executed(total, stacked - started, ran - stacked, time.perf_counter_ns() - ran)
         return results
