@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.seedlock-installed
 # never resolves a CUDA build from the registry.
 TORCH  := torch==2.13.0
 
-.PHONY: venv test test-fast fuzz demo lint clean
+.PHONY: venv test test-fast fuzz coinstall demo lint clean
 
 venv: $(STAMP)
 
@@ -21,10 +21,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not coinstall"
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# seedlock installed next to the newest tritonclient, kserve and mlserver, in
+# fresh venvs from PyPI (network-bound: a CI step of its own, not in `make test`).
+coinstall: $(STAMP)
+	$(PY) -m pytest -q -m coinstall tests/test_coinstall.py
 
 # The fuzz suite at a larger example count than `make test` runs it, searching
 # new examples each run (`make test` replays a fixed, derandomized set).

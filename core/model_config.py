@@ -2,10 +2,12 @@
 by the server, through Triton's ``ModelConfig`` message (protobuf text
 format), never by string formatting.
 
-What seedlock takes from it: ``max_batch_size``, ``dynamic_batching``
-(preferred sizes, queue delay, queue size) and the ``instance_group`` count.
-Fields seedlock does not model are skipped on read, as Triton's own
-extensions would be.
+What seedlock takes from it: ``version_policy`` (which versions load),
+``max_batch_size``, ``dynamic_batching`` (preferred sizes, queue delay, queue
+size) and the ``instance_group`` count; for a plain Triton model (no
+``manifest.json``) also its tensors. The schema is Triton's whole
+``model_config.proto`` (vendored), so a field Triton knows parses and one it
+does not refuses the model, as Triton would.
 """
 
 from __future__ import annotations
@@ -82,6 +84,11 @@ def build(manifest: Manifest, max_batch_size: int | None = None) -> mc.ModelConf
     for tensor in graph.outputs:
         config.output.add(name=tensor.name, data_type=mc.DataType.Value(manifest_to_triton(tensor.dtype)),
                           dims=tensor.shape[1:] if batched else tensor.shape)  # fmt: skip
+    # Every exported version serves, on Triton too (its default is the latest one only).
+    config.version_policy.all.SetInParent()
+    # On the CPU, where the export host computed the reference bytes; no count:
+    # seedlock chooses from its thread budget, Triton runs one.
+    config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU)
     if batched:
         config.dynamic_batching.preferred_batch_size.extend(p for p in DEFAULT_PREFERRED if p <= limit)
         config.dynamic_batching.max_queue_delay_microseconds = DEFAULT_QUEUE_DELAY_US
@@ -99,7 +106,7 @@ def parse(text: str, where: str = CONFIG_NAME) -> mc.ModelConfig:
     the file and the problem when it is not one."""
     config = mc.ModelConfig()
     try:
-        text_format.Parse(text, config, allow_unknown_field=True)
+        text_format.Parse(text, config)
     except text_format.ParseError as exc:
         raise ManifestError(f"{where}: not a Triton model configuration ({exc})") from None
     return config
@@ -118,6 +125,30 @@ def read(model_dir: str | Path) -> mc.ModelConfig | None:
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{path}: not UTF-8 text ({exc})") from None
     return parse(text, str(path))
+
+
+def select_versions(config: mc.ModelConfig | None, versions: list[int], where: str = CONFIG_NAME) -> tuple[list[int], list[int]]:
+    """The versions ``config``'s ``version_policy`` serves out of the
+    ``versions`` on disk, and those it names that are not there. Triton's
+    rules: ``latest { num_versions: n }`` the n highest (n = 1 by default and
+    when the config has no policy), ``all``, ``specific { versions: [...] }``.
+    A model without any ``config.pbtxt`` serves every version (seedlock's rule)."""
+    on_disk = sorted(versions)
+    if config is None:
+        return on_disk, []
+    policy = config.version_policy if config.HasField("version_policy") else None
+    choice = policy.WhichOneof("policy_choice") if policy is not None else None
+    if choice == "all":
+        return on_disk, []
+    if choice == "specific":
+        named = sorted(set(int(v) for v in policy.specific.versions))
+        if not named:
+            raise ManifestError(f"{where}: version_policy specific names no version")
+        return [v for v in on_disk if v in named], [v for v in named if v not in on_disk]
+    count = int(policy.latest.num_versions) if choice == "latest" else 1
+    if count < 1:
+        raise ManifestError(f"{where}: version_policy latest num_versions must be at least 1, got {count}")
+    return on_disk[-count:], []
 
 
 def scheduling(config: mc.ModelConfig | None, manifest: Manifest, where: str = CONFIG_NAME) -> Scheduling:

@@ -3,6 +3,9 @@
     <repository>/<model>/config.pbtxt
     <repository>/<model>/<version>/manifest.json  (+ the graph files it names)
 
+(A plain Triton model has no manifest.json; the server loads those itself,
+seedlock.serve.plain_models.)
+
 Versions are folders named by a decimal number (ASCII digits, no leading
 zeros, below 2**63). Whatever else a repository holds is skipped with a
 reason (:func:`scan_models`, :func:`scan_versions`): one odd or unreadable

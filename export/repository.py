@@ -4,6 +4,17 @@
     <repository>/<model>/<version>/<graph files>
     <repository>/<model>/<version>/manifest.json
 
+A model of several graphs (the captioner's and composer's encoder + decoder
+step) also gets one Triton model per graph, so Triton (and seedlock's KServe
+v2 endpoint) can run each graph:
+
+    <repository>/<model>.<graph>/config.pbtxt
+    <repository>/<model>.<graph>/<version>/model.onnx        (a hard link to the model's graph file)
+    <repository>/<model>.<graph>/<version>/manifest.json     (its own digests, and which model it is part of)
+
+The task-level model stays the one seedlock's task service runs; each graph
+model is verified against its own manifest like any other model.
+
 The version folder is assembled under a hidden temporary name and renamed into
 place, so a reader never sees a half-written version and a failed export
 leaves nothing behind.
@@ -18,7 +29,7 @@ from pathlib import Path
 
 from seedlock.core import model_config
 from seedlock.core.errors import UserError
-from seedlock.core.manifest import Manifest, record_files
+from seedlock.core.manifest import GraphSpec, Manifest, record_files
 from seedlock.core.sessions import DEFAULT_MODEL_THREADS, MAX_MODEL_THREADS
 
 
@@ -102,4 +113,75 @@ def write_model_version(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     (model_dir / model_config.CONFIG_NAME).write_text(config_pbtxt(manifest))
+    if len(manifest.graphs) > 1:
+        for role in sorted(manifest.graphs):
+            write_graph_model(repository, manifest, final, role)
+    return final
+
+
+GRAPH_FILE = "model.onnx"  # Triton's default model file name for onnxruntime_onnx
+
+
+def graph_model_name(model: str, role: str) -> str:
+    """The Triton model name of one graph of a multi-graph model (``captioner.encoder``)."""
+    return f"{model}.{role}"
+
+
+def graph_manifest(manifest: Manifest, role: str) -> Manifest:
+    """The manifest of graph ``role`` of ``manifest`` as a model of its own:
+    one ``model`` graph, the same threads and seed, the graph's reference
+    tensors, and ``config.part_of`` naming the model it belongs to. Its task
+    (``<task>.<role>``) has no task service: it is served over KServe v2."""
+    graph = manifest.graphs[role]
+    reference: dict = {}
+    refs = manifest.reference
+    if role in refs.get("graphs", {}):
+        reference = {"graphs": {"model": refs["graphs"][role]}, "tolerance": refs.get("tolerance"), "seed": refs.get("seed")}
+        if role in refs.get("runtime", {}):
+            reference["runtime"] = {"model": refs["runtime"][role]}
+    return Manifest(
+        name=graph_model_name(manifest.name, role), version=manifest.version, task=f"{manifest.task}.{role}",
+        graphs={"model": GraphSpec(GRAPH_FILE, list(graph.inputs), list(graph.outputs))},
+        seed=manifest.seed, tools=dict(manifest.tools), reference=reference, session=dict(manifest.session),
+        config={"part_of": {"model": manifest.name, "version": manifest.version, "graph": role, "file": graph.file,
+                            "sha256": manifest.files.get(graph.file)}},
+    )  # fmt: skip
+
+
+def _link(source: Path, target: Path) -> None:
+    """A hard link (no second copy of the weights), or a copy across file systems."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def write_graph_model(repository: str | Path, manifest: Manifest, folder: Path, role: str) -> Path:
+    """Write graph ``role`` of the model version in ``folder`` as model
+    ``<name>.<role>`` (see the module docstring), replacing that version of it
+    if present: it is derived from the version just written. Returns its version folder."""
+    sub = graph_manifest(manifest, role)
+    model_dir = Path(repository) / sub.name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    final = model_dir / str(sub.version)
+    staging = Path(tempfile.mkdtemp(prefix=f".{sub.version}.", dir=model_dir))
+    try:
+        _link(folder / manifest.graphs[role].file, staging / GRAPH_FILE)
+        names = [GRAPH_FILE]
+        ref = sub.reference
+        for name in sorted({*ref.get("graphs", {}).get("model", {}).get("inputs", {}).values(),
+                            *ref.get("graphs", {}).get("model", {}).get("outputs", {}).values(),
+                            *ref.get("runtime", {}).get("model", {}).values()}):  # fmt: skip
+            _link(folder / name, staging / name)
+            names.append(name)
+        record_files(sub, staging, names)
+        sub.save(staging)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+        os.chmod(final, 0o755)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    (model_dir / model_config.CONFIG_NAME).write_text(config_pbtxt(sub))
     return final

@@ -136,8 +136,13 @@ def verify_model(
     """Digests, then the stored reference (and torch, with ``checkpoint``), for a model of any task."""
     mv = _load(model_path, version)
     log(f"digests: {len(mv.manifest.files)} files match manifest.json of {mv.manifest.name} v{mv.manifest.version}")
-    if tasks.find(mv.manifest.task) is None:
+    # One graph of a multi-graph model, written as a Triton model of its own (seedlock.export.repository).
+    part_of = mv.manifest.config.get("part_of") if isinstance(mv.manifest.config, dict) else None
+    if tasks.find(mv.manifest.task) is None and not isinstance(part_of, dict):
         raise ExportError(f"{mv.folder} is a {mv.manifest.task!r} model; this seedlock verifies {', '.join(tasks.names())}")
+    if isinstance(part_of, dict) and checkpoint is not None:
+        raise ExportError(f"{mv.folder} is graph {part_of.get('graph')!r} of model {part_of.get('model')!r}; "
+                          "verify that model against its checkpoint")  # fmt: skip
     try:
         rows = reference_rows(mv)
         if checkpoint is not None:

@@ -28,8 +28,8 @@ from pathlib import Path
 
 PROTO_ROOT = Path(__file__).resolve().parent
 # Versions stamped by the grpcio-tools release that produced the committed code.
-GENCODE_PROTOBUF = "7.35.1"
-GENCODE_GRPC = "1.85.1"
+GENCODE_PROTOBUF = "6.33.5"
+GENCODE_GRPC = "1.81.1"
 _SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
 
 

@@ -63,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     if command == "serve":  # the `seedlock` script's earliest moment (python -m seedlock's is in __main__)
         exit_while_starting()
     parser = build_parser(command if command in COMMANDS else None)
+    if command == "serve":  # --config FILE: its settings go in as flags, before the command line's
+        from seedlock.serve.config_file import expand, subparser
+
+        try:
+            argv = expand(subparser(parser, "serve"), argv, "serve")
+        except UserError as exc:
+            print(f"seedlock serve: error: {exc}", file=sys.stderr)
+            return exc.exit_code
     args = parser.parse_args(argv)
     # Our own loggers speak at INFO; third-party libraries (onnxscript's
     # rewriter, grpc) only when something is wrong.

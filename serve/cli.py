@@ -24,7 +24,26 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 for every interface (default: %(default)s)")
     parser.add_argument("--port", type=port, default=DEFAULT_PORT,
                         help="port, 0 to 65535; 0 picks a free one (default: %(default)s, as Triton's gRPC port)")
+    from seedlock.core.argtypes import MAX_PORT, int_range
+    from seedlock.serve.defaults import DEFAULT_HTTP_PORT, DEFAULT_METRICS_PORT
+
+    # Default None: Triton's port, or a free one when --port is 0 (so servers started for tests never collide).
+    parser.add_argument("--http-port", type=int_range(-1, MAX_PORT), default=None,
+                        help="KServe v2 REST (Triton's HTTP protocol, binary tensors included) on this port; 0 picks a "
+                        f"free one, -1 turns it off (default: {DEFAULT_HTTP_PORT}, as Triton's; a free one with --port 0)")
+    parser.add_argument("--metrics-port", type=int_range(-1, MAX_PORT), default=None,
+                        help="Prometheus metrics at /metrics on this port, in Triton's names (nv_inference_*) and "
+                        f"seedlock's; 0 picks a free one, -1 turns it off (default: {DEFAULT_METRICS_PORT}, as Triton's; "
+                        "a free one with --port 0)")
     parser.add_argument("--models", type=_names, default=None, help="comma-separated model names to serve (default: all)")
+    parser.add_argument("--model-control-mode", choices=("none", "poll", "explicit"), default="none",
+                        help="Triton's model control: 'none' serves what loads at start-up; 'poll' rescans the repository "
+                        "every --repository-poll-secs, loading new versions and dropping removed ones; 'explicit' loads "
+                        "only --load-model models and answers RepositoryModelLoad/Unload (default: %(default)s)")
+    parser.add_argument("--repository-poll-secs", type=float, default=15.0,
+                        help="seconds between repository scans in poll mode (default: %(default)s)")
+    parser.add_argument("--load-model", action="append", default=[], metavar="NAME",
+                        help="explicit mode: a model to load at start-up (repeatable; '*' loads every model)")
     parser.add_argument("--providers", default=None,
                         help="ONNX Runtime execution providers in priority order, e.g. trt,cuda,cpu "
                         "(default: the best this build has: TensorRT > CUDA > CPU)")
@@ -72,14 +91,39 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
                           help="require 'authorization: Bearer <token>' metadata on every call but health, the token being "
                           "one of this file's lines (one per line; blank lines and # comments ignored); others get "
                           "UNAUTHENTICATED")
+    ops = parser.add_argument_group("configuration, logs and tracing")
+    ops.add_argument("--config", metavar="FILE", default=None,
+                     help="read these flags from a YAML file: each flag's long name without the dashes is a key "
+                     "(e.g. 'max-queue: 64'; switches take true/false); flags on the command line override it")
+    ops.add_argument("--log-format", choices=("text", "json"), default="text",
+                     help="'json': one JSON object per line on stderr (ts, level, logger, message and extra fields) "
+                     "(default: %(default)s)")
+    ops.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
+                     help="one INFO line per call on logger seedlock.access: method, model, status, duration_ms, "
+                     "request_id (the request's id or x-request-id metadata), peer (default: on)")
+    ops.add_argument("--trace-endpoint", metavar="URL", default=None,
+                     help="export an OpenTelemetry span per call over OTLP/gRPC to this collector, e.g. "
+                     "http://otel-collector:4317 (default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or "
+                     "$OTEL_EXPORTER_OTLP_ENDPOINT; none: no tracing); needs pip install 'seedlock[tracing]'")
+
+
+def _side_port(value: int | None, grpc_port: int, default: int) -> int | None:
+    """--http-port/--metrics-port: None (off) for -1; unset: the default, or 0 (a free one) with --port 0."""
+    if value is None:
+        return 0 if grpc_port == 0 else default
+    return None if value < 0 else value
 
 
 def _serve(args: argparse.Namespace) -> int:
     from seedlock.serve.memory import configure_malloc
 
     configure_malloc()  # before any thread starts (each keeps its malloc heap)
+    from seedlock.serve import logs, tracing
+
+    logs.configure(args.log_format, access_log=args.access_log)
     from seedlock.core.errors import UserError
     from seedlock.core.imaging import ImageLimits
+    from seedlock.serve.defaults import DEFAULT_HTTP_PORT, DEFAULT_METRICS_PORT
     from seedlock.serve.security import load_server_tls, load_tokens
     from seedlock.serve.startup import exit_while_starting
 
@@ -88,6 +132,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise UserError("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS first")
     tls = load_server_tls(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert or args.tls_key else None
     tokens = load_tokens(args.auth_token_file) if args.auth_token_file else ()
+    tracing.configure(tracing.endpoint_from(args.trace_endpoint))  # a missing extra fails here, before loading
 
     from seedlock.serve.server import start_server
 
@@ -109,6 +154,8 @@ def _serve(args: argparse.Namespace) -> int:
         args.repository,
         host=args.host,
         port=args.port,
+        http_port=_side_port(args.http_port, args.port, DEFAULT_HTTP_PORT),
+        metrics_port=_side_port(args.metrics_port, args.port, DEFAULT_METRICS_PORT),
         models=args.models,
         providers=args.providers,
         threads=args.threads,
@@ -123,12 +170,19 @@ def _serve(args: argparse.Namespace) -> int:
         image_limits=ImageLimits(args.max_image_pixels, args.max_image_side),
         tls=tls,
         auth_tokens=tokens,
+        model_control_mode=args.model_control_mode,
+        repository_poll_secs=args.repository_poll_secs,
+        load_models=args.load_model,
     )
     # Serving: from now on a signal drains in-flight requests first.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     # One line on stdout for scripts and tests that started us with --port 0.
     print(f"seedlock serve: listening on {running.address}", flush=True)
+    if running.http_port is not None:
+        print(f"seedlock serve: http on {running.address_at(running.http_port)}", flush=True)
+    if running.metrics_port is not None:
+        print(f"seedlock serve: metrics on {running.address_at(running.metrics_port)}", flush=True)
     log.info("transport: %s; authentication: %s",
              ("TLS, client certificates required" if tls.mutual else "TLS") if tls else "plaintext (no TLS)",
              f"bearer token ({len(tokens)} accepted)" if tokens else "none")
@@ -137,6 +191,7 @@ def _serve(args: argparse.Namespace) -> int:
     name = signal.Signals(received[0]).name if received else "signal"
     log.info("%s received", name)
     running.stop(grace=args.grace)
+    tracing.shutdown()  # flushes the spans still batched
     log.info("stopped cleanly")
     sys.stdout.flush()
     return 0

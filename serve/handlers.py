@@ -9,6 +9,9 @@
   answers.
 - Calls report their start and end to a :class:`CallWatcher`, so the server
   can give memory back once large requests are over (:mod:`seedlock.serve.memory`).
+- Each call ends with one access log line (:mod:`seedlock.serve.logs`: method,
+  model, status, duration, request id, peer) and, when tracing is on, a span
+  (:mod:`seedlock.serve.tracing`). Both cost a level check when off.
 
 :class:`GuardedServer` stands in for the grpc.aio server where the generated
 ``add_*_to_server`` functions want one: it wraps their handlers and
@@ -17,13 +20,18 @@ registers them on the real server.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import logging
+import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Protocol, Sequence
 
 import grpc
 
+from seedlock.serve import tracing
 from seedlock.serve.errors import cap
+from seedlock.serve.logs import ACCESS, log_access
 
 
 class CallWatcher(Protocol):
@@ -78,36 +86,137 @@ def _deserializer(parse: Callable[[bytes], Any], method: str) -> Callable[[bytes
     return deserialize
 
 
+def _model_of(request: Any) -> str | None:
+    """The model a request names: ``model_name`` (KServe infer, seedlock.v1),
+    else ``name`` in KServe's per-model requests (metadata, ready, config, ...)."""
+    if isinstance(request, Malformed) or request is None:
+        return None
+    model = getattr(request, "model_name", None)
+    if model is None and type(request).__module__.startswith("seedlock.protos.inference"):
+        model = getattr(request, "name", None)
+    return (model or None) if isinstance(model, str) else None
+
+
+def _request_id(request: Any, metadata: Any) -> str | None:
+    """The request's own ``id`` (KServe infer), else its ``x-request-id`` metadata."""
+    own = getattr(request, "id", None)
+    if isinstance(own, str) and own:
+        return cap(own, 128)
+    for key, value in metadata or ():
+        if key == "x-request-id" and isinstance(value, str):
+            return cap(value, 128)
+    return None
+
+
+class _Call:
+    """One call being observed for the access log and tracing (made only when either is on)."""
+
+    def __init__(self, method: str, context: Any) -> None:
+        self.method = method
+        self.context = context
+        self._metadata: Any = None
+        self.model: str | None = None
+        self.request_id: str | None = None
+        self.start = time.perf_counter()
+        self.span = tracing.start(method, self.metadata) if tracing.enabled() else None
+
+    @property
+    def metadata(self) -> Any:
+        if self._metadata is None:
+            self._metadata = _safe(self.context.invocation_metadata) or ()
+        return self._metadata
+
+    @classmethod
+    def begin(cls, method: str, context: Any) -> "_Call | None":
+        return cls(method, context) if ACCESS.isEnabledFor(logging.INFO) or tracing.enabled() else None
+
+    def saw(self, request: Any) -> None:
+        """Note the (first) request message's model and id."""
+        if self.model is None and self.request_id is None:
+            self.model = _model_of(request)
+            own = getattr(request, "id", None)  # the metadata is read only when the request has no id
+            self.request_id = cap(own, 128) if isinstance(own, str) and own else _request_id(None, self.metadata)
+
+    def end(self, exc: BaseException | None) -> None:
+        duration_ms = (time.perf_counter() - self.start) * 1000.0
+        code = _safe(self.context.code)
+        if code is None:  # no status set: what grpc answers for how the behaviour ended
+            code = (grpc.StatusCode.OK if exc is None
+                    else grpc.StatusCode.CANCELLED if isinstance(exc, (asyncio.CancelledError, GeneratorExit))
+                    else grpc.StatusCode.UNKNOWN)  # fmt: skip
+        code = code if isinstance(code, grpc.StatusCode) else _code_of(code)
+        if self.request_id is None:
+            self.request_id = _request_id(None, self.metadata)
+        error = None
+        if code is not grpc.StatusCode.OK:
+            details = _safe(self.context.details)
+            error = details.decode("utf-8", "replace") if isinstance(details, bytes) else details
+            error = error or (f"{type(exc).__name__}: {exc}" if exc is not None and code is grpc.StatusCode.UNKNOWN else None)
+        tracing.finish(self.span, code, self.model, self.request_id, error)
+        if ACCESS.isEnabledFor(logging.INFO):
+            line = (self.method, code.name, duration_ms, self.model, self.request_id, _safe(self.context.peer), error)
+            try:  # written once the answer is on its way: a line takes tens of microseconds
+                asyncio.get_running_loop().call_soon(log_access, *line)
+            except RuntimeError:  # a plain behaviour, on a thread of grpc's
+                log_access(*line)
+
+
+def _safe(getter: Callable[[], Any]) -> Any:
+    """A context accessor's value, None where this kind of context lacks it."""
+    try:
+        return getter()
+    except Exception:  # noqa: BLE001 - observing a call must never fail it
+        return None
+
+
+def _code_of(value: Any) -> grpc.StatusCode:
+    for code in grpc.StatusCode:
+        if value in (code.value[0], code.value):
+            return code
+    return grpc.StatusCode.UNKNOWN
+
+
 async def _refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
     if isinstance(request, Malformed):
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
 
 
-async def _checked(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+async def _checked(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext, call: _Call | None) -> AsyncIterator[Any]:
     async for request in requests:
+        if call is not None:
+            call.saw(request)
         await _refuse(request, context)
         yield request
 
 
 def _wrap_behaviour(behaviour: Callable[..., Any], request_streaming: bool, response_streaming: bool,
-                    watcher: CallWatcher) -> Callable[..., Any]:  # fmt: skip
+                    watcher: CallWatcher, method: str = "") -> Callable[..., Any]:  # fmt: skip
     """``behaviour`` that first answers a malformed request (each message of a
-    request stream), and reports its start and end. Keeps its kind (a
-    coroutine, an async generator for streamed answers, or a plain function),
-    which grpc.aio dispatches on."""
+    request stream), and reports its start and end (to ``watcher``, the access
+    log and tracing). Keeps its kind (a coroutine, an async generator for
+    streamed answers, or a plain function), which grpc.aio dispatches on."""
 
     if inspect.isasyncgenfunction(behaviour):
 
         async def streamed(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            call = _Call.begin(method, context)
+            failure: BaseException | None = None
             try:
                 if request_streaming:
-                    request = _checked(request, context)
+                    request = _checked(request, context, call)
                 else:
+                    if call is not None:
+                        call.saw(request)
                     await _refuse(request, context)
                 async for item in behaviour(request, context):
                     yield item
+            except BaseException as exc:
+                failure = exc
+                raise
             finally:
                 watcher.ended(counted=False)
+                if call is not None:
+                    call.end(failure)
 
         return streamed
 
@@ -115,12 +224,22 @@ def _wrap_behaviour(behaviour: Callable[..., Any], request_streaming: bool, resp
         # A plain function, which grpc.aio runs on a thread (health's List,
         # which the aio servicer leaves unimplemented): its context aborts by raising.
         def plain(request: Any, context: Any) -> Any:
+            call = _Call.begin(method, context)
+            failure: BaseException | None = None
             try:
-                if not request_streaming and isinstance(request, Malformed):
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+                if not request_streaming:
+                    if call is not None:
+                        call.saw(request)
+                    if isinstance(request, Malformed):
+                        context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
                 return behaviour(request, context)
+            except BaseException as exc:
+                failure = exc
+                raise
             finally:
                 watcher.ended(counted=False)
+                if call is not None:
+                    call.end(failure)
 
         return plain
 
@@ -130,14 +249,23 @@ def _wrap_behaviour(behaviour: Callable[..., Any], request_streaming: bool, resp
         counted = not response_streaming
         if counted:
             watcher.started()
+        call = _Call.begin(method, context)
+        failure: BaseException | None = None
         try:
             if request_streaming:
-                request = _checked(request, context)
+                request = _checked(request, context, call)
             else:
+                if call is not None:
+                    call.saw(request)
                 await _refuse(request, context)
             return await behaviour(request, context)
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
             watcher.ended(counted)
+            if call is not None:
+                call.end(failure)
 
     return called
 
@@ -151,12 +279,12 @@ def guard_handler(handler: grpc.RpcMethodHandler, method: str, watcher: CallWatc
         "response_serializer": handler.response_serializer,
     }
     if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(_wrap_behaviour(handler.stream_stream, True, True, watcher), **fields)
+        return grpc.stream_stream_rpc_method_handler(_wrap_behaviour(handler.stream_stream, True, True, watcher, method), **fields)
     if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(_wrap_behaviour(handler.stream_unary, True, False, watcher), **fields)
+        return grpc.stream_unary_rpc_method_handler(_wrap_behaviour(handler.stream_unary, True, False, watcher, method), **fields)
     if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(_wrap_behaviour(handler.unary_stream, False, True, watcher), **fields)
-    return grpc.unary_unary_rpc_method_handler(_wrap_behaviour(handler.unary_unary, False, False, watcher), **fields)
+        return grpc.unary_stream_rpc_method_handler(_wrap_behaviour(handler.unary_stream, False, True, watcher, method), **fields)
+    return grpc.unary_unary_rpc_method_handler(_wrap_behaviour(handler.unary_unary, False, False, watcher, method), **fields)
 
 
 class _GuardedGeneric(grpc.GenericRpcHandler):

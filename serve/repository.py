@@ -24,7 +24,7 @@ from seedlock.core.imaging import DEFAULT_LIMITS, ImageLimits
 from seedlock.core.manifest import Manifest, ManifestError
 from seedlock.core.repository import MAX_VERSION, load_version, scan_models, scan_versions
 from seedlock.core.sessions import SessionConfig, default_threads
-from seedlock.serve import proofs
+from seedlock.serve import plain_models, proofs
 from seedlock.serve.defaults import DEFAULT_MAX_QUEUE
 from seedlock.serve.errors import echo, invalid, not_found, unavailable
 from seedlock.serve.memory import MemoryTrimmer
@@ -46,6 +46,7 @@ class Serving:
     max_queue: int
     bit_exact: bool
     bit_exact_detail: str
+    unverified: str = ""  # why its digests are not verified (a plain Triton model); "" when they are
 
 
 @dataclass
@@ -121,14 +122,52 @@ class Registry:
         the memory trimmer the end of every call reports to."""
         self.trimmer.start()
         self.cpu = ThreadPoolExecutor(max_workers=max(1, self.workers), thread_name_prefix="seedlock-cpu")
-        for name, versions in self.runtimes.items():
-            for number, runtime in versions.items():
-                serving = self.serving[(name, number)]
-                label = f"model {name!r}" if len(versions) == 1 else f"model {name!r} version {number}"
-                run = lambda feeds, outputs, rt=runtime: rt.run(feeds, outputs)  # noqa: E731 - looked up per call
-                scheduler = ModelScheduler(label, run, serving.batching, serving.instances, serving.max_queue)
-                scheduler.start()
-                self.schedulers[(name, number)] = scheduler
+        for versions in self.runtimes.values():
+            for runtime in versions.values():
+                self._start_scheduler(runtime, len(versions) == 1)
+
+    def _start_scheduler(self, runtime: ModelRuntime, only: bool) -> None:
+        name, number = runtime.name, runtime.version
+        serving = self.serving[(name, number)]
+        label = f"model {name!r}" if only else f"model {name!r} version {number}"
+        run = lambda feeds, outputs, rt=runtime: rt.run(feeds, outputs)  # noqa: E731 - looked up per call
+        scheduler = ModelScheduler(label, run, serving.batching, serving.instances, serving.max_queue)
+        scheduler.start()
+        self.schedulers[(name, number)] = scheduler
+
+    # -- changes at run time (seedlock.serve.model_control) -----------------------
+    def stage_versions(self, name: str, numbers: Sequence[int]) -> "Registry":
+        """Load versions of ``name`` into a scratch registry with this one's
+        settings (off the event loop: nothing here is touched); its
+        ``runtimes``/``serving``/``refused`` hold what loaded and what was refused."""
+        scratch = Registry(self.repository, self.config, self.threads, self.max_queue, self.instances, self.workers)
+        scratch.image_limits = self.image_limits
+        for number in numbers:
+            _load_version(scratch, name, number)
+        return scratch
+
+    def add_version(self, runtime: ModelRuntime, serving: Serving) -> None:
+        """Serve a version loaded by :meth:`stage_versions` (on the event loop):
+        its scheduler starts before requests can find it."""
+        name, number = runtime.name, runtime.version
+        self.serving[(name, number)] = serving
+        self._start_scheduler(runtime, False)
+        self.runtimes.setdefault(name, {})[number] = runtime
+        refused = self.refused.get(name, {})
+        refused.pop(number, None)
+        refused.pop(None, None)
+        if not refused:
+            self.refused.pop(name, None)
+
+    async def remove_version(self, name: str, number: int, grace: float | None) -> None:
+        """Stop serving a version (on the event loop): new requests no longer
+        find it, queued and running ones finish on it (up to ``grace`` s), then it is dropped."""
+        self.runtimes.get(name, {}).pop(number, None)
+        scheduler = self.schedulers.get((name, number))
+        if scheduler is not None:
+            await scheduler.drain(grace)
+        self.schedulers.pop((name, number), None)
+        self.serving.pop((name, number), None)
 
     def add_scheduler(self, key: str, label: str, instances: int | None = None) -> ModelScheduler:
         """A scheduler for work that belongs to no model (``Fingerprints.Compare``)."""
@@ -166,7 +205,11 @@ def plan_serving(runtime: ModelRuntime, registry: Registry) -> Serving:
     limit = settings.max_batch_size
     if settings.dynamic_batching and limit > 1:
         graph = manifest.graph("model")
-        proof = proofs.prove_batching(runtime.run, graph, proofs.proof_templates(manifest, folder), limit)
+        try:
+            proof = proofs.prove_batching(runtime.run, graph, proofs.proof_templates(manifest, folder), limit)
+        except Exception as exc:  # noqa: BLE001 - e.g. random companion indices a graph cannot take (a decoder's positions)
+            proof = proofs.BatchingProof("off", f"the batching proof's random companion rows failed to run "
+                                         f"({type(exc).__name__}: {str(exc)[:200]}): one request per call")  # fmt: skip
     elif limit:
         proof = proofs.BatchingProof("off", "config.pbtxt has no dynamic_batching block: one request per call")
     else:
@@ -175,12 +218,15 @@ def plan_serving(runtime: ModelRuntime, registry: Registry) -> Serving:
     batching = Batching(mode, limit, settings.max_queue_delay_us / 1e6, settings.preferred_batch_sizes, proof.shapes)
     instances = registry.instances or settings.instance_count or max(1, registry.threads // manifest.intra_op_threads)
     exact, detail = proofs.bit_exact_with_export(runtime.sessions, manifest, folder)
+    unverified = plain_models.UNVERIFIED if plain_models.is_plain_manifest(manifest) else ""
+    if unverified:
+        log.warning("%s v%d: %s", manifest.name, manifest.version, unverified)
     log_fn = log.info if mode != "off" or not settings.dynamic_batching else log.warning
     log_fn("%s v%d: batching %s (%s); %d instance(s) x %d thread(s); bit_exact_with_export=%s (%s)",
            manifest.name, manifest.version, mode, reason, instances, manifest.intra_op_threads, exact, detail)
     detail = relative(detail, registry.repository)  # shown in ListModels, like refusal reasons
     return Serving(batching, relative(reason, registry.repository), instances,
-                   settings.max_queue_size or registry.max_queue, exact, detail)  # fmt: skip
+                   settings.max_queue_size or registry.max_queue, exact, detail, unverified)  # fmt: skip
 
 
 def check_task(manifest: Manifest) -> None:
@@ -264,17 +310,40 @@ def load_repository(
             registry.refuse(name, number, why)
         if not versions.found and not versions.refused:
             registry.refuse(name, None, f"{name}/ has no version folder (named 1, 2, 3, …)")
-        for number in versions.found:
+        try:
+            selected = policy_versions(root, name, versions.found)
+        except ManifestError as exc:  # config.pbtxt unreadable or not a ModelConfig: none of its versions serves
+            for number in versions.found:
+                registry.refuse(name, number, str(exc), _task_of(root / name / str(number)))
+            continue
+        for number in selected:
             _load_version(registry, name, number)
     return registry
+
+
+def policy_versions(root: Path, name: str, found: Sequence[int]) -> list[int]:
+    """The versions of ``name`` (out of the folders ``found``) its
+    ``config.pbtxt``'s ``version_policy`` serves; those it leaves out are
+    logged. :class:`ManifestError` when the config cannot be read or parsed."""
+    where = f"{name}/{model_config.CONFIG_NAME}"
+    selected, missing = model_config.select_versions(model_config.read(root / name), list(found), where)
+    left_out = sorted(set(found) - set(selected))
+    if left_out:
+        log.info("%s: versions %s not served (%s's version_policy)", name, left_out, where)
+    if missing:
+        log.warning("%s: version_policy names version(s) %s, which have no folder", where, missing)
+    return selected
 
 
 def _load_version(registry: Registry, name: str, number: int) -> None:
     """Load one version into ``registry``, or refuse it with the reason."""
     try:
-        mv = load_version(registry.repository, name, number)
-        check_task(mv.manifest)
-        runtime = load_runtime(mv.manifest, mv.folder, registry.config)
+        if plain_models.is_plain(registry.repository / name / str(number)):
+            runtime = plain_models.load_plain_runtime(registry.repository, name, number, registry.config)
+        else:
+            mv = load_version(registry.repository, name, number)
+            check_task(mv.manifest)
+            runtime = load_runtime(mv.manifest, mv.folder, registry.config)
         serving = plan_serving(runtime, registry)
     except (ManifestError, ValueError, OSError) as exc:
         registry.refuse(name, number, str(exc), _task_of(registry.repository / name / str(number)))
@@ -309,6 +378,7 @@ class TaskModels(Generic[T]):
         self.registry = registry
         self.task = task
         self.label = label
+        self._prepare = prepare
         self.prepared: dict[tuple[str, int], T] = {
             (name, v): prepare(rt)
             for name, versions in registry.runtimes.items()
@@ -346,6 +416,8 @@ class TaskModels(Generic[T]):
         name = name or self._default_name()
         runtime = self.registry.get(name, version)
         prepared = self.prepared.get((runtime.name, runtime.version))
+        if prepared is None and runtime.task == self.task:  # a version loaded after start-up (model control)
+            prepared = self.prepared[(runtime.name, runtime.version)] = self._prepare(runtime)
         if prepared is None:
             raise invalid(f"model {name!r} is a {runtime.task!r} model, not a {self.label} model")
         return runtime, prepared

@@ -27,12 +27,15 @@ from seedlock.core.version import VERSION as __version__
 from seedlock.protos import pool
 from seedlock.protos.inference import grpc_service_pb2, grpc_service_pb2_grpc
 from seedlock.protos.seedlock.v1 import models_pb2, models_pb2_grpc
+from seedlock.serve.asgi_server import HttpServer, http_endpoints
 from seedlock.serve.defaults import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_QUEUE
 from seedlock.serve.errors import rpc
 from seedlock.serve.handlers import GuardedServer
-from seedlock.serve.kserve import InferenceServicer
+from seedlock.serve.kserve import TRITON_EXTENSIONS, InferenceServicer
+from seedlock.serve.model_control import DEFAULT_POLL_SECS, MODES, ModelControl, empty_registry
 from seedlock.serve.repository import Registry, load_repository
 from seedlock.serve.security import BearerTokenAuth, ServerTLS
+from seedlock.serve.shared_memory import SystemSharedMemory
 
 log = logging.getLogger("seedlock.serve")
 
@@ -75,7 +78,7 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
                     batching_reason=serving.batching_reason, preferred_batch_sizes=list(serving.batching.preferred),
                     bit_exact_with_export=serving.bit_exact, bit_exact_detail=serving.bit_exact_detail,
                     intra_op_threads=rt.manifest.intra_op_threads, instances=serving.instances,
-                    max_queue_size=serving.max_queue,
+                    max_queue_size=serving.max_queue, reason=serving.unverified,
                 )
         return response
 
@@ -88,8 +91,10 @@ class RunningServer:
     """A started server, its asyncio event loop running on a thread of its own.
     ``address`` is ``host:port`` for clients."""
 
-    def __init__(self, registry: Registry, host: str) -> None:
+    def __init__(self, registry: Registry, host: str, control: ModelControl | None = None) -> None:
         self.registry = registry
+        self.control = control if control is not None else ModelControl(registry)
+        self.shm = SystemSharedMemory()
         self.host = host
         self.port = 0
         self.server: grpc.aio.Server | None = None
@@ -98,15 +103,23 @@ class RunningServer:
         self._thread: threading.Thread | None = None
         self._draining = threading.Event()
         self._stopped = threading.Event()
+        self.http_port: int | None = None  # KServe v2 REST; None: off
+        self.metrics_port: int | None = None  # Prometheus /metrics; None: off
+        self.endpoints: list[HttpServer] = []  # their uvicorn servers, on this loop
 
     @property
     def address(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else ("::1" if self.host == "::" else self.host)
         return _bind_address(host, self.port)
 
+    def address_at(self, port: int) -> str:
+        """``host:port`` for clients of another port of this server (REST, metrics)."""
+        return f"{self.address.rsplit(':', 1)[0]}:{port}"
+
     @property
     def ready(self) -> bool:
-        return not self._draining.is_set() and bool(self.registry.ready_names())
+        # explicit model control may start with no model loaded (Triton is ready then too)
+        return not self._draining.is_set() and (bool(self.registry.ready_names()) or self.control.mode == "explicit")
 
     def stop(self, grace: float | None = 5.0) -> None:
         """Drain: health NOT_SERVING, refuse new requests, let queued and
@@ -126,8 +139,10 @@ class RunningServer:
     async def _shutdown(self, grace: float | None) -> None:
         await self.health.enter_graceful_shutdown()
         assert self.server is not None
-        await asyncio.gather(self.server.stop(grace), self.registry.drain(grace))
+        await self.control.stop()  # no repository change while draining
+        await asyncio.gather(self.server.stop(grace), self.registry.drain(grace), *(e.stop(grace) for e in self.endpoints))
         self.registry.close()  # server.stop returned: every RPC has answered
+        self.shm.close()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the server stops (or ``timeout``); True when it has stopped."""
@@ -158,6 +173,11 @@ def start_server(
     image_limits: ImageLimits = DEFAULT_LIMITS,
     tls: ServerTLS | None = None,
     auth_tokens: Sequence[str] = (),
+    http_port: int | None = None,
+    metrics_port: int | None = None,
+    model_control_mode: str = "none",
+    repository_poll_secs: float = DEFAULT_POLL_SECS,
+    load_models: Sequence[str] = (),
 ) -> RunningServer:
     """Load the repository and serve it on ``host:port`` (0: a free port).
 
@@ -181,6 +201,11 @@ def start_server(
     :func:`seedlock.serve.security.load_server_tls`. ``auth_tokens``: when
     given, every call but health needs ``authorization: Bearer <one of them>``.
 
+    ``model_control_mode``: Triton's ``none``, ``poll`` (rescan the repository
+    every ``repository_poll_secs``) or ``explicit`` (RepositoryModelLoad/Unload;
+    only ``load_models`` load at start-up, every model with ``["*"]``); see
+    :mod:`seedlock.serve.model_control`.
+
     Raises :class:`UserError` when nothing can be served (no repository, no
     loadable model, port taken) or a flag is wrong.
     """
@@ -191,6 +216,19 @@ def start_server(
         raise UserError(f"--max-queue must be at least 1, got {max_queue}")
     if not 0 <= port <= MAX_PORT:
         raise UserError(f"--port must be from 0 to {MAX_PORT} (0 picks a free port), got {port}")
+    for flag, value in (("--http-port", http_port), ("--metrics-port", metrics_port)):
+        if value is not None and not 0 <= value <= MAX_PORT:
+            raise UserError(f"{flag} must be from 0 to {MAX_PORT} (0 picks a free port; -1 turns it off), got {value}")
+    if model_control_mode not in MODES:
+        raise UserError(f"--model-control-mode must be one of {', '.join(MODES)}, got {model_control_mode!r}")
+    if load_models and model_control_mode != "explicit":
+        raise UserError("--load-model needs --model-control-mode explicit (in the other modes every model loads)")
+    if not 0 < repository_poll_secs <= 86400:
+        raise UserError(f"--repository-poll-secs must be over 0 and at most 86400, got {repository_poll_secs}")
+    explicit = model_control_mode == "explicit"
+    if explicit:  # Triton: only the --load-model models (all with '*'); --models narrows that
+        if "*" not in load_models:
+            models = [m for m in load_models if not models or m in models]  # [] loads nothing
     auth = BearerTokenAuth(auth_tokens) if auth_tokens else None
     chosen = resolve_providers(providers)
     config = SessionConfig(
@@ -206,21 +244,26 @@ def start_server(
         "backend %s; onnxruntime %s; execution providers %s (available: %s); %d thread(s) for model instances",
         backend, ort.__version__, ", ".join(chosen), ", ".join(ort.get_available_providers()), budget,
     )
-    registry = load_repository(repository, config, models=models, threads=budget, max_queue=max_queue,
-                               instances=instances, workers=workers or max(2, default_threads()))  # fmt: skip
+    settings = dict(threads=budget, max_queue=max_queue, instances=instances, workers=workers or max(2, default_threads()))
+    if models is not None and not models:  # explicit mode, nothing to load at start-up
+        registry = empty_registry(repository, config, **settings)
+    else:
+        registry = load_repository(repository, config, models=models, **settings)
     registry.image_limits = image_limits
-    if not registry.ready_names():
+    if not registry.ready_names() and not explicit:
         reasons = "; ".join(f"{n}: {'; '.join(r.values())}" for n, r in registry.refused.items()) or "it holds no model"
         raise UserError(f"no model in {repository} could be loaded ({reasons})")
 
-    running = RunningServer(registry, host)
+    control = ModelControl(registry, model_control_mode, repository_poll_secs, models)
+    running = RunningServer(registry, host, control)
     started = threading.Event()
     failure: list[BaseException] = []
 
     def main() -> None:
         asyncio.set_event_loop(running.loop)
         try:
-            running.loop.run_until_complete(_start(running, host, port, max_message_bytes, tls, auth))
+            running.loop.run_until_complete(_start(running, host, port, max_message_bytes, tls, auth,
+                                                    http_port=http_port, metrics_port=metrics_port))
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             failure.append(exc)
             started.set()
@@ -248,8 +291,9 @@ def _used_providers(registry: Registry) -> list[str]:
 
 
 async def _start(running: RunningServer, host: str, port: int, max_message_bytes: int,
-                 tls: ServerTLS | None = None, auth: BearerTokenAuth | None = None) -> None:
-    """Build, bind and start the grpc.aio server on the running loop."""
+                 tls: ServerTLS | None = None, auth: BearerTokenAuth | None = None,
+                 http_port: int | None = None, metrics_port: int | None = None) -> None:
+    """Build, bind and start the grpc.aio server, and the REST and metrics ports, on the running loop."""
     registry = running.registry
     # No maximum_concurrent_rpcs: a waiting request costs a coroutine, not a
     # thread, and each model's queue bound refuses overload; health is never
@@ -267,10 +311,9 @@ async def _start(running: RunningServer, host: str, port: int, max_message_bytes
     # Services register through the guard: a request that does not parse is
     # INVALID_ARGUMENT, and calls report to the trimmer, which returns memory once they pause.
     services = GuardedServer(server, watcher=registry.trimmer)
-    extensions = ["seedlock.v1", "health", "reflection"] + [f"provider:{p}" for p in _used_providers(registry)]
-    grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(registry, extensions, lambda: running.ready, max_message_bytes), services
-    )
+    extensions = ["seedlock.v1", "health", "reflection", *TRITON_EXTENSIONS] + [f"provider:{p}" for p in _used_providers(registry)]
+    servicer = InferenceServicer(registry, extensions, lambda: running.ready, max_message_bytes, running.shm, running.control)
+    grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, services)
     for task in tasks.TASKS:  # one seedlock.v1 service per task of the table
         task.module("serve").add_to_server(registry, services)
     models_pb2_grpc.add_ModelsServicer_to_server(ModelsServicer(registry), services)
@@ -292,8 +335,25 @@ async def _start(running: RunningServer, host: str, port: int, max_message_bytes
         registry.close()
         raise UserError(f"cannot listen on {address} (address in use or not available)")
     running.port = bound
+    try:  # REST and metrics share the gRPC port's TLS and tokens, and its message limit
+        endpoints = http_endpoints(host, http_port, metrics_port, servicer, registry, max_message_bytes, tls, auth)
+    except UserError:
+        await registry.drain(0)
+        registry.close()
+        raise
+    running.endpoints = [e for e in endpoints if e is not None]
+    running.http_port, running.metrics_port = (e.port if e is not None else None for e in endpoints)
     for name in registry.names():
         status = health_pb2.HealthCheckResponse.SERVING if registry.runtimes.get(name) else health_pb2.HealthCheckResponse.NOT_SERVING
         await running.health.set(name, status)
     await running.health.set("", health_pb2.HealthCheckResponse.SERVING)
+
+    async def model_changed(name: str) -> None:
+        serving = bool(registry.runtimes.get(name))
+        await running.health.set(name, health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    running.control.on_change = model_changed
+    running.control.start()
     await server.start()
+    for endpoint in running.endpoints:
+        await endpoint.start()

@@ -4,7 +4,8 @@
 tiny U-Net (bi-ELU, batch norm; one export per shape, reused under other
 names and versions), so the server is tested on the exporter's real output.
 ``write_plain_model`` writes an ONNX graph of a task seedlock has no service
-for (served over KServe v2 only).
+for (served over KServe v2 only); ``write_triton_model`` a plain Triton model
+folder (``config.pbtxt`` + ``<version>/model.onnx``, no ``manifest.json``).
 """
 
 from __future__ import annotations
@@ -49,15 +50,78 @@ def segmenter_onnx(num_classes: int = 4, seed: int = 0, width: int = 8) -> bytes
     return model.SerializeToString()
 
 
-def write_plain_model(repository: str | Path, name: str, task: str = "tensors", num_classes: int = 4) -> Path:
+def write_plain_model(repository: str | Path, name: str, task: str = "tensors", num_classes: int = 4, version: int = 1) -> Path:
     """A model of a task the table does not know: served over KServe v2 only."""
     manifest = Manifest(
-        name=name, version=1, task=task,
+        name=name, version=version, task=task,
         graphs={"model": GraphSpec("model.onnx", [TensorSpec("image", "float32", [-1, 3, -1, -1])],
                                    [TensorSpec("logits", "float32", [-1, num_classes, -1, -1])])},
         tools={"onnx": onnx.__version__},
     )  # fmt: skip
     return write_model_version(repository, manifest, {"model.onnx": segmenter_onnx(num_classes)})
+
+
+def write_triton_model(
+    repository: str | Path, name: str, versions: tuple[int, ...] = (1,), max_batch_size: int = 8, num_classes: int = 4,
+    config_text: str | None = None,
+) -> Path:
+    """A plain Triton ONNX model folder, as a Triton user writes one: a
+    ``config.pbtxt`` (through Triton's ModelConfig; ``config_text`` replaces
+    it) and ``<version>/model.onnx`` (the graph of :func:`segmenter_onnx`,
+    weights drawn from the version number), no ``manifest.json``."""
+    from google.protobuf import text_format
+
+    from seedlock.protos.inference import model_config_pb2 as mc
+
+    folder = Path(repository) / name
+    for version in versions:
+        (folder / str(version)).mkdir(parents=True, exist_ok=True)
+        (folder / str(version) / "model.onnx").write_bytes(segmenter_onnx(num_classes, seed=version))
+    if config_text is None:
+        config = mc.ModelConfig(name=name, platform="onnxruntime_onnx", max_batch_size=max_batch_size)
+        lead = [] if max_batch_size else [-1]
+        config.input.add(name="image", data_type=mc.TYPE_FP32, dims=[*lead, 3, -1, -1])
+        config.output.add(name="logits", data_type=mc.TYPE_FP32, dims=[*lead, num_classes, -1, -1])
+        config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)
+        config_text = text_format.MessageToString(config)
+    (folder / "config.pbtxt").write_text(config_text)
+    return folder
+
+
+def check_configs_match_graphs(repository: str | Path, names: tuple[str, ...] = ()) -> list[str]:
+    """Every ``config.pbtxt`` in ``repository`` parses as Triton's ModelConfig
+    (strictly: an unknown field fails) and states the tensors of the graph it
+    names, as ONNX Runtime reads the graph file: names, data types, and dims
+    (the batch axis left out when max_batch_size > 0; -1 where the graph's
+    axis is free). Only the models ``names`` when given. Returns the model names checked."""
+    import onnxruntime as ort
+    from google.protobuf import text_format
+
+    from seedlock.core.dtypes import manifest_to_triton
+    from seedlock.protos.inference import model_config_pb2 as mc
+
+    ort_dtypes = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(uint8)": "uint8",
+                  "tensor(bool)": "bool", "tensor(float16)": "float16", "tensor(double)": "float64"}  # fmt: skip
+    checked = []
+    for folder in sorted(p for p in Path(repository).iterdir() if (p / "config.pbtxt").is_file()):
+        if names and folder.name not in names:
+            continue
+        config = text_format.Parse((folder / "config.pbtxt").read_text(), mc.ModelConfig())
+        assert config.name == folder.name and config.platform == "onnxruntime_onnx", folder
+        versions = sorted(int(v.name) for v in folder.iterdir() if v.name.isdigit())
+        graph = folder / str(versions[-1]) / (config.default_model_filename or "model.onnx")
+        session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+        lead = 1 if config.max_batch_size > 0 else 0
+        for stated, actual in ((config.input, session.get_inputs()), (config.output, session.get_outputs())):
+            assert [t.name for t in stated] == [a.name for a in actual], (folder.name, graph.name)
+            for tensor, arg in zip(stated, actual):
+                assert mc.DataType.Name(tensor.data_type) == manifest_to_triton(ort_dtypes[arg.type]), (folder.name, tensor.name)
+                shape = [d if isinstance(d, int) else -1 for d in arg.shape]
+                if lead:
+                    assert shape[0] == -1, (folder.name, tensor.name, "batched, but the graph's first axis is fixed")
+                assert list(tensor.dims) == shape[lead:], (folder.name, tensor.name, list(tensor.dims), shape)
+        checked.append(folder.name)
+    return checked
 
 
 _EXPORTS = Path(tempfile.mkdtemp(prefix="seedlock-test-exports-"))

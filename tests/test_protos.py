@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import grpc
 import pytest
 from google.protobuf import __version__ as protobuf_version
@@ -76,15 +78,17 @@ def test_inference_service_methods_match_tritonclient():
     mine = ours.DESCRIPTOR.services_by_name["GRPCInferenceService"]
     theirs = triton.DESCRIPTOR.services_by_name["GRPCInferenceService"]
     assert mine.full_name == theirs.full_name == "inference.GRPCInferenceService"
-    names = [m.name for m in mine.methods]
-    assert names == ["ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer"]
+    # Every method Triton declares, in Triton's order (perf_analyzer and tritonclient call them all).
+    assert [m.name for m in mine.methods] == [m.name for m in theirs.methods]
+    assert len(mine.methods) >= 20
     for method in mine.methods:
         other = theirs.methods_by_name[method.name]
         assert (method.input_type.full_name, method.output_type.full_name) == (
             other.input_type.full_name,
             other.output_type.full_name,
         )
-        assert not method.client_streaming and not method.server_streaming
+        assert (method.client_streaming, method.server_streaming) == (other.client_streaming, other.server_streaming)
+    assert mine.methods_by_name["ModelStreamInfer"].client_streaming and mine.methods_by_name["ModelStreamInfer"].server_streaming
 
 
 def test_messages_round_trip_through_tritonclients_classes():
@@ -112,3 +116,38 @@ def test_seedlock_v1_services_and_module_names():
     # Generated classes live under seedlock.protos (pickling, repr), not a bare top-level package.
     assert response.__module__ == "seedlock.protos.seedlock.v1.segmentation_pb2"
     assert ours.ModelInferRequest.__module__ == "seedlock.protos.inference.grpc_service_pb2"
+
+
+def _requirements() -> dict[str, str]:
+    """pyproject's serving dependencies and the dev extra, name -> specifier."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    project = tomllib.loads((generate.PROTO_ROOT.parent / "pyproject.toml").read_text())["project"]
+    lines = project["dependencies"] + project["optional-dependencies"]["dev"]
+    return {re.split(r"[\[<>=!~ ;]", line, maxsplit=1)[0]: line for line in lines}
+
+
+def test_dependency_floors_are_the_generated_codes_versions():
+    """The committed code is stamped by grpcio-tools with the runtimes it needs;
+    the package's floors are exactly those, and the dev extra pins that grpcio-tools."""
+    reqs = _requirements()
+    assert reqs["grpcio-tools"] == f"grpcio-tools=={generate.GENCODE_GRPC}"
+    for name in ("grpcio", "grpcio-health-checking", "grpcio-reflection"):
+        assert f">={generate.GENCODE_GRPC}" in reqs[name], reqs[name]
+    assert f">={generate.GENCODE_PROTOBUF}" in reqs["protobuf"], reqs["protobuf"]
+    stamped = [(p.name, p.read_text()) for p in generate.PROTO_ROOT.rglob("*_pb2*.py")]
+    assert stamped
+    for name, text in stamped:
+        if name.endswith("_pb2.py"):
+            assert f"# Protobuf Python Version: {generate.GENCODE_PROTOBUF}\n" in text, name
+        else:
+            assert f"GRPC_GENERATED_VERSION = '{generate.GENCODE_GRPC}'" in text, name
+
+
+def test_protobuf_floor_stays_where_triton_kserve_and_mlserver_can_follow():
+    """tritonclient 2.73, kserve 0.21 and mlserver 1.7 require protobuf<7: a 7.x
+    floor makes pip fall back to 2023's tritonclient. And without the cap, pip
+    puts protobuf 7 (with grpcio-health-checking/-reflection >= 1.82, protobuf-7
+    gencode) into a seedlock-only environment; a client installed after it then
+    downgrades protobuf under them (tests/test_coinstall.py installs in that order)."""
+    assert _version(generate.GENCODE_PROTOBUF) < (7,)
+    assert "<7" in _requirements()["protobuf"]

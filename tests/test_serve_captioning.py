@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import run_cli
-from serving_fixtures import make_segmenter_repository, sample_png
+from serving_fixtures import check_configs_match_graphs, make_segmenter_repository, sample_png
 
+from seedlock.clients import InferenceClient
 from seedlock.clients.captioning import CaptioningClient
 from seedlock.clients.errors import InvalidArgument, NotFound
 from seedlock.core.captioning import CaptioningSpec
@@ -70,6 +71,24 @@ def images(repo) -> dict[str, bytes]:
         "reference scene": (folder / "reference_image.png").read_bytes(),
         "non-square 45x30": sample_png(30, 45, seed=7),
     }
+
+
+def test_every_graph_is_a_triton_model_the_v2_endpoint_serves(trained, server):
+    """captioner.encoder and captioner.decoder_step: configs that match their
+    graphs, answering ModelInfer as ONNX Runtime does on the graph itself."""
+    import onnxruntime as ort
+
+    repo = trained[1]
+    assert set(check_configs_match_graphs(repo)) == {"captioner", "captioner.encoder", "captioner.decoder_step", "segmenter"}
+    folder = repo / NAME / "1"
+    parent = Manifest.load(folder)
+    with InferenceClient(server.address, timeout=60) as v2:
+        for role, graph in sorted(parent.graphs.items()):
+            feeds = {t: np.load(folder / f) for t, f in parent.reference["graphs"][role]["inputs"].items()}
+            outputs = [t.name for t in graph.outputs]
+            want = ort.InferenceSession(str(folder / graph.file), providers=["CPUExecutionProvider"]).run(outputs, feeds)
+            got = v2.infer(f"{NAME}.{role}", feeds, outputs)
+            assert [got[n].tobytes() for n in outputs] == [w.tobytes() for w in want], role
 
 
 @pytest.mark.parametrize("beam,n", [(1, 1), (3, 3)], ids=["greedy", "beam3"])

@@ -220,4 +220,5 @@ def test_server_refuses_a_composer_its_spec_refuses(composer_model, tmp_path):
     registry = load_repository(repo, SessionConfig(intra_op_threads=1))
     assert "genre 'down' has no stored primer" in registry.refused["broken"][1]
     assert registry.refused["broken"][1].startswith("composition model 'broken' v1: ")
-    assert list(registry.runtimes) == ["composer"]
+    # The good one serves, and so does each of its graphs as a Triton model of its own.
+    assert sorted(registry.runtimes) == ["composer", "composer.decoder_step", "composer.encoder"]

@@ -6,7 +6,6 @@ names no absolute path, and memory taken by large requests is given back
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import re
@@ -152,42 +151,50 @@ def test_refused_models_answer_unavailable_with_reasons_relative_to_the_reposito
         assert root not in text and os.path.realpath(root) not in text, text
 
 
-def _drop_dac_override() -> None:
-    """preexec_fn for root: without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH in
-    the bounding set, the exec'd server obeys file modes like anyone else."""
+# Run as a program (not a preexec_fn: forking a process that runs grpc threads
+# and then running Python in the child before exec can abort in grpc's fork
+# handlers): drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the bounding
+# set, then exec the command, which then obeys file modes like anyone else.
+DROP_DAC_AND_EXEC = textwrap.dedent(
+    """
+    import ctypes, os, sys
     libc = ctypes.CDLL(None, use_errno=True)
     for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
         if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+            sys.exit(f"prctl(PR_CAPBSET_DROP) failed: {os.strerror(ctypes.get_errno())}")
+    os.execv(sys.argv[1], sys.argv[1:])
+    """
+)
 
 
-def _unprivileged() -> dict:
-    """Popen arguments under which chmod 000 makes a folder unreadable (skips when none can)."""
+def _unprivileged() -> list[str]:
+    """A command prefix under which chmod 000 makes a folder unreadable (skips when none can)."""
     if os.geteuid() != 0:
-        return {}
+        return []
+    prefix = [sys.executable, "-c", DROP_DAC_AND_EXEC]
     probe = Path(os.environ.get("TMPDIR", "/tmp")) / f"seedlock-dac-probe-{os.getpid()}"
     probe.mkdir(mode=0)
     try:
-        proc = subprocess.run([sys.executable, "-c", f"import os; os.listdir({str(probe)!r})"], capture_output=True,
-                              preexec_fn=_drop_dac_override, timeout=60)  # fmt: skip
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"running as root and cannot drop CAP_DAC_OVERRIDE for the server ({exc}): chmod 000 blocks nothing")
+        proc = subprocess.run([*prefix, sys.executable, "-c", f"import os; os.listdir({str(probe)!r})"],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
     finally:
         probe.rmdir()
+    if "prctl" in proc.stderr:
+        pytest.skip(f"running as root and cannot drop CAP_DAC_OVERRIDE for the server ({proc.stderr.strip()}): chmod 000 blocks nothing")
     if proc.returncode == 0:
         pytest.skip("running as root and dropping CAP_DAC_OVERRIDE did not stop reads: chmod 000 blocks nothing here")
-    return {"preexec_fn": _drop_dac_override}
+    return prefix
 
 
 class Served:
     """``python -m seedlock serve`` in a subprocess; ``address`` once it listens."""
 
-    def __init__(self, repo: Path, log: Path, *args: str, env: dict | None = None, **popen) -> None:
+    def __init__(self, repo: Path, log: Path, *args: str, env: dict | None = None, prefix: list[str] = ()) -> None:
         self.log = log
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "seedlock", "serve", "--repository", str(repo), "--port", "0", "--threads", "1",
+            [*prefix, sys.executable, "-m", "seedlock", "serve", "--repository", str(repo), "--port", "0", "--threads", "1",
              "--workers", "2", *args],
-            stdout=subprocess.PIPE, stderr=open(log, "w"), text=True, cwd=ROOT, env={**os.environ, **(env or {})}, **popen,
+            stdout=subprocess.PIPE, stderr=open(log, "w"), text=True, cwd=ROOT, env={**os.environ, **(env or {})},
         )  # fmt: skip
 
     def address(self, timeout: float = 120.0) -> str:
@@ -215,10 +222,10 @@ def test_an_unreadable_model_folder_and_a_fifo_manifest_do_not_stop_seedlock_ser
     (repo / "versions" / "²").mkdir()
     _fifo_in_place_of(repo / "piped" / "1" / "manifest.json")
     locked = [repo / "locked", repo / "versions" / "2"]
-    popen = _unprivileged()
+    prefix = _unprivileged()
     for folder in locked:
         folder.chmod(0)
-    server = Served(repo, tmp_path / "serve.log", **popen)
+    server = Served(repo, tmp_path / "serve.log", prefix=prefix)
     try:
         address = server.address()
         with InferenceClient(address, retry=NO_RETRY, timeout=30) as v2:

@@ -5,7 +5,7 @@ import warnings
 
 from seedlock.protos.seedlock.v1 import segmentation_pb2 as seedlock_dot_v1_dot_segmentation__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
