@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from typing import Any, Callable
 
 import grpc
@@ -34,6 +35,7 @@ from seedlock.core.dtypes import V2_TO_NUMPY
 from seedlock.protos.inference import grpc_service_pb2 as pb
 from seedlock.serve.errors import echo, invalid, status_of
 from seedlock.serve.kserve import InferenceServicer
+from seedlock.serve.logs import ACCESS, log_access
 from seedlock.serve.security import BearerTokenAuth
 
 log = logging.getLogger("seedlock.serve")
@@ -220,6 +222,38 @@ def to_response(response: pb.ModelInferResponse, binary_out: list[bool]) -> Resp
     return Response(b"".join([header, *blobs]), media_type="application/octet-stream", headers={"Inference-Header-Content-Length": str(len(header))})
 
 
+class AccessLog:
+    """ASGI wrapper: one access line per HTTP request (``seedlock.access``), as
+    the gRPC side writes one per call; ``status`` is the HTTP status code."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not ACCESS.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), [500]
+
+        async def sending(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            path = scope.get("path", "")
+            parts = path.split("/")
+            model = parts[3] if len(parts) > 3 and parts[1:3] == ["v2", "models"] else None
+            request_id = dict(scope.get("headers") or ()).get(b"x-request-id")
+            client = scope.get("client")
+            log_access(f"{scope.get('method', '')} {echo(path, 128, bare=True)}", str(status[0]),
+                       (time.perf_counter() - start) * 1000.0, echo(model, 128, bare=True) if model else None,
+                       echo(request_id.decode("latin-1"), 128, bare=True) if request_id else None,
+                       f"{client[0]}:{client[1]}" if client else None)  # fmt: skip
+
+
 class RestApp:
     """The REST routes, over the gRPC servicer of the same server."""
 
@@ -246,7 +280,7 @@ class RestApp:
                 Route(prefix + "/stats", self.model_stats),
                 Route(prefix + "/infer", self.infer, methods=["POST"]),
             ]
-        self.app = Starlette(routes=routes, exception_handlers={404: self._no_route, 405: self._no_route})
+        self.app = AccessLog(Starlette(routes=routes, exception_handlers={404: self._no_route, 405: self._no_route}))
 
     async def _no_route(self, request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)

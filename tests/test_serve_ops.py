@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -108,6 +109,10 @@ def test_server_from_config_file_logs_json_and_one_access_line_per_call(repo, tm
                             stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=ROOT)  # fmt: skip
     try:
         address = read_address(proc, stderr)
+        http = proc.stdout.readline()  # "seedlock serve: http on HOST:PORT", printed right after
+        assert "http on" in http, http
+        ready = urllib.request.Request(f"http://{http.split()[-1]}/v2/models/segmenter/ready", headers={"x-request-id": "rest-3"})
+        assert urllib.request.urlopen(ready, timeout=30).status == 200
         with SegmentationClient(address, timeout=30, retry=NO_RETRY) as seg:
             assert seg.segment(sample_png(20, 20), model="segmenter").mask.shape == (20, 20)
             version = next(m for m in seg.list_models().models if m.name == "segmenter").versions[0]
@@ -147,6 +152,8 @@ def test_server_from_config_file_logs_json_and_one_access_line_per_call(repo, tm
     assert infer["model"] == "segmenter" and infer["request_id"] == "req-42"
     missing = by[("/inference.GRPCInferenceService/ModelMetadata", "NOT_FOUND")]
     assert missing["model"] == "nosuchmodel" and missing["request_id"] == "meta-7"
+    rest = by[("GET /v2/models/segmenter/ready", "200")]  # REST requests get their line too
+    assert rest["model"] == "segmenter" and rest["request_id"] == "rest-3" and rest["peer"]
 
 
 def test_no_access_log_and_text_format(repo, tmp_path):
