@@ -200,10 +200,12 @@ def _serve(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve",
-        help="serve a model repository over gRPC",
-        description="Serve every model in a repository on one port: KServe v2 (tritonclient-compatible), "
-        "seedlock.v1 task services, grpc.health.v1 and reflection. Models whose files do not match their "
-        "manifest digests are refused; the rest still serve. SIGTERM drains in-flight requests and exits 0.",
+        help="serve a model repository over gRPC, REST and Prometheus metrics",
+        description="Serve every model in a repository: on the gRPC port, Triton's GRPCInferenceService "
+        "(tritonclient and perf_analyzer compatible), the seedlock.v1 task services, grpc.health.v1 and "
+        "reflection; KServe v2 REST on --http-port and Prometheus metrics on --metrics-port. Models whose "
+        "files do not match their manifest digests are refused; the rest still serve. SIGTERM drains "
+        "in-flight requests and exits 0.",
     )
     add_server_arguments(parser)
     parser.set_defaults(func=_serve)
