@@ -25,7 +25,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from seedlock.core import model_config
 from seedlock.core.errors import UserError
@@ -97,14 +99,28 @@ def write_model_version(
     if not 1 <= intra_op_threads <= MAX_MODEL_THREADS:
         raise UserError(f"intra-op threads must be 1 to {MAX_MODEL_THREADS}, got {intra_op_threads}")
     manifest.session = {**manifest.session, "intra_op_threads": int(intra_op_threads)}
-    model_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{manifest.version}.", dir=model_dir))
-    try:
+    with _staged(model_dir, final) as staging:
         for name, data in files.items():
             (staging / name).write_bytes(data)
         names = list(files) + runtime_reference(manifest, staging)
         record_files(manifest, staging, names)
         manifest.save(staging)
+    (model_dir / model_config.CONFIG_NAME).write_text(config_pbtxt(manifest))
+    if len(manifest.graphs) > 1:
+        for role in sorted(manifest.graphs):
+            write_graph_model(repository, manifest, final, role)
+    return final
+
+
+@contextmanager
+def _staged(model_dir: Path, final: Path) -> Iterator[Path]:
+    """A scratch folder next to ``final`` to write a version into; on success
+    it replaces ``final`` in one rename (a server never sees a half-written
+    version), on failure it is removed."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=model_dir))
+    try:
+        yield staging
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
@@ -112,11 +128,6 @@ def write_model_version(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    (model_dir / model_config.CONFIG_NAME).write_text(config_pbtxt(manifest))
-    if len(manifest.graphs) > 1:
-        for role in sorted(manifest.graphs):
-            write_graph_model(repository, manifest, final, role)
-    return final
 
 
 GRAPH_FILE = "model.onnx"  # Triton's default model file name for onnxruntime_onnx
@@ -162,10 +173,8 @@ def write_graph_model(repository: str | Path, manifest: Manifest, folder: Path, 
     if present: it is derived from the version just written. Returns its version folder."""
     sub = graph_manifest(manifest, role)
     model_dir = Path(repository) / sub.name
-    model_dir.mkdir(parents=True, exist_ok=True)
     final = model_dir / str(sub.version)
-    staging = Path(tempfile.mkdtemp(prefix=f".{sub.version}.", dir=model_dir))
-    try:
+    with _staged(model_dir, final) as staging:
         _link(folder / manifest.graphs[role].file, staging / GRAPH_FILE)
         names = [GRAPH_FILE]
         ref = sub.reference
@@ -176,12 +185,5 @@ def write_graph_model(repository: str | Path, manifest: Manifest, folder: Path, 
             names.append(name)
         record_files(sub, staging, names)
         sub.save(staging)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
-        os.chmod(final, 0o755)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     (model_dir / model_config.CONFIG_NAME).write_text(config_pbtxt(sub))
     return final
