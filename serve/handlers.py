@@ -189,6 +189,17 @@ async def _checked(requests: AsyncIterator[Any], context: grpc.aio.ServicerConte
         yield request
 
 
+async def _admitted(request: Any, request_streaming: bool, context: grpc.aio.ServicerContext, call: "_Call | None") -> Any:
+    """The request a behaviour gets: a stream checked message by message, or
+    one message noted for the access log and answered here if malformed."""
+    if request_streaming:
+        return _checked(request, context, call)
+    if call is not None:
+        call.saw(request)
+    await _refuse(request, context)
+    return request
+
+
 def _wrap_behaviour(behaviour: Callable[..., Any], request_streaming: bool, response_streaming: bool,
                     watcher: CallWatcher, method: str = "") -> Callable[..., Any]:  # fmt: skip
     """``behaviour`` that first answers a malformed request (each message of a
@@ -202,12 +213,7 @@ def _wrap_behaviour(behaviour: Callable[..., Any], request_streaming: bool, resp
             call = _Call.begin(method, context)
             failure: BaseException | None = None
             try:
-                if request_streaming:
-                    request = _checked(request, context, call)
-                else:
-                    if call is not None:
-                        call.saw(request)
-                    await _refuse(request, context)
+                request = await _admitted(request, request_streaming, context, call)
                 async for item in behaviour(request, context):
                     yield item
             except BaseException as exc:
@@ -252,12 +258,7 @@ def _wrap_behaviour(behaviour: Callable[..., Any], request_streaming: bool, resp
         call = _Call.begin(method, context)
         failure: BaseException | None = None
         try:
-            if request_streaming:
-                request = _checked(request, context, call)
-            else:
-                if call is not None:
-                    call.saw(request)
-                await _refuse(request, context)
+            request = await _admitted(request, request_streaming, context, call)
             return await behaviour(request, context)
         except BaseException as exc:
             failure = exc
