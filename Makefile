@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.seedlock-installed
 # never resolves a CUDA build from the registry.
 TORCH  := torch==2.13.0
 
-.PHONY: venv test test-fast fuzz coinstall demo lint clean
+.PHONY: venv test test-fast fuzz coinstall reproduce-quick demo lint clean
 
 venv: $(STAMP)
 
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: lint
-	$(PY) -m pytest -q -m "not coinstall"
+	$(PY) -m pytest -q -m "not coinstall and not reproduce"
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
@@ -30,6 +30,12 @@ test-fast: $(STAMP)
 # fresh venvs from PyPI (network-bound: a CI step of its own, not in `make test`).
 coinstall: $(STAMP)
 	$(PY) -m pytest -q -m coinstall tests/test_coinstall.py
+
+# Every `seedlock reproduce NAME --quick` run, checked (tests/test_reproduce_*.py):
+# six thesis experiments of up to 4 minutes each, a CI step of its own so that
+# `make test` stays under 15 minutes on 2 cores.
+reproduce-quick: $(STAMP)
+	$(PY) -m pytest -q -m reproduce
 
 # The fuzz suite at a larger example count than `make test` runs it, searching
 # new examples each run (`make test` replays a fixed, derandomized set).

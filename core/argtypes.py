@@ -110,6 +110,19 @@ def positive_int_list(text: str) -> list[int]:
     return values
 
 
+def seed_list(text: str) -> list[int]:
+    """``999,500,1`` -> [999, 500, 1]: distinct seeds from 0 to 2**32 - 1, at least one."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants seeds like 999,500,1, got {_shown(text)}") from None
+    if not values or min(values) < 0 or max(values) > 2**32 - 1:
+        raise argparse.ArgumentTypeError(f"wants seeds from 0 to {2**32 - 1} like 999,500,1, got {_shown(text)}")
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"names a seed twice: {_shown(text)}")
+    return values
+
+
 # -- output paths: checked when the command line is read, before any work ------
 def _creatable_in(folder: Path, shown: str) -> None:
     """The nearest existing folder above (or at) ``folder`` must be a folder we

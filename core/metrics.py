@@ -137,3 +137,76 @@ def segmentation_scores(
 ) -> dict[str, Any]:
     """Convenience: :func:`confusion_matrix` then :func:`scores_from_confusion`."""
     return scores_from_confusion(confusion_matrix(pred, target, num_classes, ignore_index), class_names)
+
+
+def element_counts(prob: np.ndarray, target: np.ndarray, threshold: float = 0.5, ignore_index: int | None = IGNORE_INDEX) -> np.ndarray:
+    """``[tp, fp, fn, tn]`` (int64) over the (pixel, class) elements of a batch.
+
+    ``prob`` is ``(N, C, H, W)`` class probabilities, ``target`` ``(N, H, W)``
+    class indices. The truth of element ``(pixel, c)`` is ``target == c`` (the
+    one-hot), its prediction ``prob > threshold`` (strictly, as Keras
+    thresholds). Pixels whose target is ``ignore_index`` are skipped.
+    """
+    prob = np.asarray(prob)
+    target = np.asarray(target)
+    if prob.ndim != 4 or target.shape != (prob.shape[0], *prob.shape[2:]):
+        raise ValueError(f"expected prob (N, C, H, W) and target (N, H, W); got {prob.shape}, {target.shape}")
+    c = prob.shape[1]
+    t = target.astype(np.int64)
+    valid = np.ones(t.shape, bool) if ignore_index is None else t != ignore_index
+    tv = t[valid]
+    if tv.size and (tv.min() < 0 or tv.max() >= c):
+        raise ValueError(f"target holds a class outside [0, {c})")
+    pred = np.moveaxis(prob, 1, -1)[valid] > threshold  # (pixels, C)
+    truth = tv[:, None] == np.arange(c)[None, :]
+    tp = int(np.count_nonzero(pred & truth))
+    fp = int(np.count_nonzero(pred & ~truth))
+    fn = int(np.count_nonzero(~pred & truth))
+    tn = int(pred.size - tp - fp - fn)
+    return np.array([tp, fp, fn, tn], dtype=np.int64)
+
+
+def element_counts_from_confusion(cm: np.ndarray) -> np.ndarray:
+    """``[tp, fp, fn, tn]`` over (pixel, class) elements when the prediction is the
+    argmax one-hot (exactly one predicted class per pixel), from ``cm[truth, pred]``.
+
+    Every wrong pixel is one false positive and one false negative, so
+    precision = recall = pixel accuracy: the pattern of the thesis's Tables 6-16.
+    """
+    cm = np.asarray(cm, dtype=np.int64)
+    n = cm.shape[0]
+    if cm.shape != (n, n):
+        raise ValueError(f"confusion matrix must be square, got {cm.shape}")
+    pixels, tp = int(cm.sum()), int(np.trace(cm))
+    wrong = pixels - tp
+    return np.array([tp, wrong, wrong, pixels * n - tp - 2 * wrong], dtype=np.int64)
+
+
+def element_scores(counts: np.ndarray) -> dict[str, float | None]:
+    """Scores of :func:`element_counts` (summed over batches): ``precision``,
+    ``recall`` and ``f1`` of the positives, ``iou_positive``, ``iou_negative``
+    and their mean ``iou`` (Keras ``MeanIoU(num_classes=2)``). As in Keras,
+    precision with no positive prediction is 0 (a real miss), and ``iou``
+    averages the IoUs whose denominator is not empty. Everything is ``None``
+    when there are no elements.
+    """
+    tp, fp, fn, tn = (int(v) for v in np.asarray(counts, dtype=np.int64).reshape(4))
+    if tp + fp + fn + tn == 0:
+        return dict.fromkeys(("precision", "recall", "f1", "iou_positive", "iou_negative", "iou"))
+
+    def ratio(num: int, den: int) -> float | None:
+        return num / den if den > 0 else None
+
+    def no_nan(num: int, den: int) -> float:
+        return num / den if den > 0 else 0.0
+
+    pos, neg = ratio(tp, tp + fp + fn), ratio(tn, tn + fp + fn)
+    ious = [v for v in (pos, neg) if v is not None]
+    return {
+        "precision": no_nan(tp, tp + fp),
+        "recall": no_nan(tp, tp + fn),
+        "f1": no_nan(2 * tp, 2 * tp + fp + fn),
+        "iou_positive": pos,
+        "iou_negative": neg,
+        "iou": sum(ious) / len(ious) if ious else None,
+    }

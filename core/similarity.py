@@ -23,6 +23,22 @@ is background (0). A fixed threshold rather than a per-image one (Otsu) so
 that a faint, whitened print stays faint after binarization: that loss of ink
 is what distinguishes the thesis's poor-quality prints.
 
+Readings of the thesis's printed figures (``with_readings=True`` in
+:func:`pairwise` and :func:`compare_sets`; thesis 3.6 defines its measures
+only in words, and its IoU of about 0.5 between two different prints is far
+above what ink-only IoU gives). With ``I`` the ink intersection, ``U`` the
+ink union, ``H = U - I`` the Hamming distance and ``P`` the pixels of a pair:
+
+* ``iou_background``: IoU of the background pixels, ``(P - U) / (P - I)``
+  (1 when both images are all ink);
+* ``iou_with_background``: the mean of the ink and background IoUs, the
+  two-class mean IoU by which segmentation is scored (the thesis cites a
+  segmentation evaluation for its IoU);
+* ``iou_pooled``: both classes pooled, ``(P - H) / (P + H)`` (intersections
+  of both classes over unions of both classes); a function of ``H`` alone;
+* ``hamming_over_union``: ``H / U``, the Hamming distance normalised by the
+  ink union (0 for two blank images); equal to ``1 - IoU``.
+
 Vectorized: with binary matrices ``A (N, P)`` and ``B (M, P)``, one matrix
 product gives every pair's intersection ``A @ B.T``; Hamming distance is
 ``|a| + |b| - 2 |a & b|`` and IoU ``|a & b| / (|a| + |b| - |a & b|)``.
@@ -102,8 +118,28 @@ def _binary_matrix(images: np.ndarray, threshold: int) -> tuple[np.ndarray, np.n
     return m, ink.sum(axis=1).astype(np.float64)
 
 
-def pairwise(a: np.ndarray, b: np.ndarray, threshold: int = BINARIZE_THRESHOLD, bins: int = HISTOGRAM_BINS) -> dict[str, np.ndarray]:
-    """Full ``(N, M)`` matrices of Hamming distance (pixels), IoU and histogram Pearson correlation.
+READINGS = ("iou_with_background", "iou_background", "iou_pooled", "hamming_over_union")
+
+
+def readings(inter: np.ndarray, union: np.ndarray, pixels: int) -> dict[str, np.ndarray]:
+    """The thesis readings (module docstring) from a pair matrix of ink intersections and unions."""
+    hamming = union - inter
+    iou = np.divide(inter, union, out=np.ones_like(inter), where=union > 0)
+    bg_inter, bg_union = pixels - union, pixels - inter
+    iou_bg = np.divide(bg_inter, bg_union, out=np.ones_like(inter), where=bg_union > 0)
+    return {
+        "iou_with_background": (iou + iou_bg) / 2.0,
+        "iou_background": iou_bg,
+        "iou_pooled": (pixels - hamming) / (pixels + hamming),
+        "hamming_over_union": np.divide(hamming, union, out=np.zeros_like(inter), where=union > 0),
+    }
+
+
+def pairwise(
+    a: np.ndarray, b: np.ndarray, threshold: int = BINARIZE_THRESHOLD, bins: int = HISTOGRAM_BINS, with_readings: bool = False
+) -> dict[str, np.ndarray]:
+    """Full ``(N, M)`` matrices of Hamming distance (pixels), IoU and histogram Pearson correlation
+    (plus the thesis readings of :data:`READINGS` with ``with_readings``).
 
     For small sets and for inspection; :func:`compare_sets` reduces the same
     quantities block by block without holding every matrix."""
@@ -115,7 +151,10 @@ def pairwise(a: np.ndarray, b: np.ndarray, threshold: int = BINARIZE_THRESHOLD, 
     hamming = union - inter
     iou = np.divide(inter, union, out=np.ones_like(inter), where=union > 0)
     pearson = _standardized(histograms(a, bins)) @ _standardized(histograms(b, bins)).T
-    return {"hamming": hamming, "iou": iou, "pearson": np.clip(pearson, -1.0, 1.0)}
+    out = {"hamming": hamming, "iou": iou, "pearson": np.clip(pearson, -1.0, 1.0)}
+    if with_readings:
+        out.update(readings(inter, union, int(a.shape[1] * a.shape[2])))
+    return out
 
 
 class _Moments:
@@ -149,6 +188,7 @@ def compare_sets(
     threshold: int = BINARIZE_THRESHOLD,
     bins: int = HISTOGRAM_BINS,
     block: int = _BLOCK,
+    with_readings: bool = False,
 ) -> dict[str, Any]:
     """The four measures between sets ``a`` and ``b`` over all pairs, as a JSON-ready dict::
 
@@ -157,6 +197,9 @@ def compare_sets(
          "hamming": {"mean", "std", "mean_fraction"},
          "pearson": {"mean", "std"},
          "iou": {"mean", "std"}}
+
+    With ``with_readings``, also ``"readings": {name: {"mean", "std"}}`` for
+    each thesis reading of :data:`READINGS` (module docstring).
 
     ``centroid_distance`` is the distance between the sets' average
     (mean, std) points, a one-number summary of the Figure 34 scatter.
@@ -168,6 +211,7 @@ def compare_sets(
     mb, sb = _binary_matrix(b, threshold)
     zb = _standardized(histograms(b, bins))
     ham, iou, pear = _Moments(), _Moments(), _Moments()
+    extra = {name: _Moments() for name in READINGS} if with_readings else {}
     for start in range(0, len(a), block):
         chunk = a[start : start + block]
         ma, sa = _binary_matrix(chunk, threshold)
@@ -176,6 +220,9 @@ def compare_sets(
         ham.add(union - inter)
         iou.add(np.divide(inter, union, out=np.ones_like(inter), where=union > 0))
         pear.add(np.clip(_standardized(histograms(chunk, bins)) @ zb.T, -1.0, 1.0))
+        if extra:
+            for name, values in readings(inter, union, pixels).items():
+                extra[name].add(values)
     mean_a, std_a = image_stats(a)
     mean_b, std_b = image_stats(b)
     sum_a, sum_b = _set_summary(mean_a, std_a), _set_summary(mean_b, std_b)
@@ -183,7 +230,7 @@ def compare_sets(
     h_mean, h_std = ham.mean_std()
     p_mean, p_std = pear.mean_std()
     i_mean, i_std = iou.mean_std()
-    return {
+    result: dict[str, Any] = {
         "n_a": int(len(a)),
         "n_b": int(len(b)),
         "pairs": int(len(a)) * int(len(b)),
@@ -196,6 +243,9 @@ def compare_sets(
         "pearson": {"mean": p_mean, "std": p_std},
         "iou": {"mean": i_mean, "std": i_std},
     }
+    if extra:
+        result["readings"] = {name: dict(zip(("mean", "std"), m.mean_std())) for name, m in extra.items()}
+    return result
 
 
 def format_table(results: dict[str, dict[str, Any]]) -> str:

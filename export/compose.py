@@ -280,8 +280,11 @@ def export_composer(
 
     check_target(repository, name, version, overwrite)  # fail before the slow part
     ckpt = as_checkpoint(checkpoint, TASK)
-    spec = checkpoint_spec(ckpt)
     cfg = ckpt.model.cfg
+    if cfg.decoder == "none":
+        raise ExportError(f"{ckpt.path} is a bi-directional RNN with no decoder (--decoder none, the Table 21 (a) ablation), "
+                          "which predicts no continuation step to serve; export a composer trained with --decoder multiway or vanilla")  # fmt: skip
+    spec = checkpoint_spec(ckpt)
     log(f"exporting {ckpt.path} -> ONNX: encoder ({spec.window} events) + decoder step ({cfg.cell}, hidden {cfg.hidden}, {cfg.decoder})")
     enc_bytes, step_bytes = _onnx_graphs(ckpt)
     sessions = {ENCODER: create_session(enc_bytes), STEP: create_session(step_bytes)}  # the server's session settings

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("seedlock.serve.cli", "serve a model repository over gRPC"),
     "client": ("seedlock.clients.cli", "call a running server (the task commands, health, models)"),
     "similarity": ("seedlock.train.similarity_cli", "compare two sets of images with the thesis's four similarity measures"),
+    "reproduce": ("seedlock.reproduce.cli", "rerun a thesis experiment beside the thesis's table, with a verdict"),
     "bench": ("seedlock.bench", "measure latency and throughput, JSON out"),
     "demo": ("seedlock.demo", "train, export, serve and call the demo models end to end"),
 }

@@ -52,7 +52,7 @@ def layer_of(module: str) -> str | None:
 
 def sources() -> list[Path]:
     files = [p for layer in LAYERS for p in (ROOT / layer).rglob("*.py")]
-    files += list((ROOT / "seedlock").glob("*.py"))
+    files += list((ROOT / "seedlock").rglob("*.py"))
     return sorted(p for p in files if "__pycache__" not in p.parts)
 
 

@@ -76,3 +76,53 @@ def test_matrices_from_batches_add_up():
     total = sum(confusion_matrix(p[i], t[i], 3) for i in range(4))
     assert (total == confusion_matrix(p, t, 3)).all()
     assert scores_from_confusion(total) == segmentation_scores(p, t, 3)
+
+
+# -- the thesis reading: Keras-style metrics over one-hot (pixel, class) elements
+
+
+def test_element_counts_match_hand_computation_and_skip_ignore():
+    from seedlock.core.metrics import element_counts, element_scores
+
+    # 3 classes, 3 pixels (+1 ignored): truth 0, 1, 2, 255
+    target = np.array([[[0, 1], [2, 255]]])
+    prob = np.zeros((1, 3, 2, 2))
+    prob[0, :, 0, 0] = [0.6, 0.3, 0.1]  # tp (class 0)
+    prob[0, :, 0, 1] = [0.2, 0.4, 0.4]  # nothing above 0.5: fn (class 1)
+    prob[0, :, 1, 0] = [0.7, 0.2, 0.1]  # fp (class 0) and fn (class 2)
+    prob[0, :, 1, 1] = [1.0, 0.0, 0.0]  # ignored
+    counts = element_counts(prob, target, 0.5)
+    assert counts.tolist() == [1, 1, 2, 9 - 4]
+    s = element_scores(counts)
+    assert s["precision"] == pytest.approx(0.5) and s["recall"] == pytest.approx(1 / 3)
+    assert s["iou_positive"] == pytest.approx(1 / 4) and s["iou_negative"] == pytest.approx(5 / 8)
+    assert s["iou"] == pytest.approx((1 / 4 + 5 / 8) / 2)
+    with pytest.raises(ValueError, match="expected prob"):
+        element_counts(prob[0], target)
+
+
+def test_a_model_that_finds_nothing_scores_c_minus_1_over_2c():
+    """The thesis's Table 31 pattern: recall 0, precision 0, yet IoU near one half."""
+    from seedlock.core.metrics import element_counts, element_scores
+
+    rng = np.random.default_rng(0)
+    for c in (2, 7, 18):
+        target = rng.integers(0, c, (2, 5, 5))
+        s = element_scores(element_counts(np.full((2, c, 5, 5), 1.0 / c), target, 0.5))
+        assert s["recall"] == 0 and s["precision"] == 0 and s["iou_positive"] == 0
+        assert s["iou"] == pytest.approx((c - 1) / (2 * c))
+    assert element_scores(np.zeros(4))["iou"] is None
+
+
+def test_argmax_element_counts_from_the_confusion_matrix():
+    from seedlock.core.metrics import element_counts, element_counts_from_confusion, element_scores
+
+    rng = np.random.default_rng(1)
+    target = rng.integers(0, 4, (3, 6, 6))
+    pred = np.where(rng.random((3, 6, 6)) < 0.6, target, rng.integers(0, 4, (3, 6, 6)))
+    onehot = (pred[:, None] == np.arange(4)[None, :, None, None]).astype(float)
+    cm = confusion_matrix(pred, target, 4)
+    assert element_counts_from_confusion(cm).tolist() == element_counts(onehot, target, 0.5).tolist()
+    s = element_scores(element_counts_from_confusion(cm))
+    acc = np.trace(cm) / cm.sum()
+    assert s["precision"] == pytest.approx(acc) and s["recall"] == pytest.approx(acc) and s["f1"] == pytest.approx(acc)

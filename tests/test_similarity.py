@@ -9,6 +9,7 @@ from seedlock.core import fingerprints as fp
 from seedlock.core.rng import SeedStream
 from seedlock.core.similarity import (
     BINARIZE_THRESHOLD,
+    READINGS,
     binarize,
     compare_sets,
     format_table,
@@ -177,3 +178,61 @@ def test_gray_conversion_and_tiles():
         fp.stack_gray([gray, gray[:4]])
     grid = fp.tile(np.zeros((5, 4, 4), np.uint8), cols=3, pad=1)
     assert grid.shape == (2 * 5 + 1, 3 * 5 + 1)
+
+
+# --------------------------------------------------------------------------- thesis readings (issue 15)
+
+
+def reference_readings(a: np.ndarray, b: np.ndarray, threshold: int = 128) -> dict[str, np.ndarray]:
+    """Pair by pair, each reading of the thesis's IoU and MHD written out plainly."""
+    out: dict[str, list[float]] = {"iou_with_background": [], "iou_background": [], "iou_pooled": [], "hamming_over_union": []}
+    for x in a:
+        for y in b:
+            ix, iy = x < threshold, y < threshold
+            bx, by = ~ix, ~iy
+            ink_union, bg_union = np.sum(ix | iy), np.sum(bx | by)
+            ink_iou = 1.0 if ink_union == 0 else np.sum(ix & iy) / ink_union
+            bg_iou = 1.0 if bg_union == 0 else np.sum(bx & by) / bg_union
+            ham = np.sum(ix != iy)
+            out["iou_background"].append(bg_iou)
+            out["iou_with_background"].append((ink_iou + bg_iou) / 2)
+            # pooled: intersections of both classes over unions of both classes
+            out["iou_pooled"].append((np.sum(ix & iy) + np.sum(bx & by)) / (ink_union + bg_union))
+            out["hamming_over_union"].append(0.0 if ink_union == 0 else ham / ink_union)
+    return {k: np.array(v, float) for k, v in out.items()}
+
+
+def test_readings_match_reference_pair_by_pair():
+    a, b = random_set(11, 6), random_set(12, 4)
+    ref = reference_readings(a, b)
+    mats = pairwise(a, b, with_readings=True)
+    for name in READINGS:
+        np.testing.assert_allclose(mats[name].ravel(), ref[name], rtol=1e-12, atol=1e-15, err_msg=name)
+    np.testing.assert_allclose(mats["hamming_over_union"], 1.0 - mats["iou"], rtol=1e-12, atol=1e-15)
+    r = compare_sets(a, b, with_readings=True, block=4)
+    for name in READINGS:
+        assert r["readings"][name]["mean"] == pytest.approx(ref[name].mean(), rel=1e-12)
+        assert r["readings"][name]["std"] == pytest.approx(ref[name].std(), rel=1e-7, abs=1e-12)
+
+
+def test_readings_leave_the_existing_measures_alone():
+    a, b = random_set(13, 5), random_set(14, 5)
+    plain, more = compare_sets(a, b), compare_sets(a, b, with_readings=True)
+    assert "readings" not in plain and set(more["readings"]) == set(READINGS)
+    assert {k: v for k, v in more.items() if k != "readings"} == plain
+    assert set(pairwise(a, b)) == {"hamming", "iou", "pearson"}
+
+
+def test_readings_edge_cases():
+    blank = np.full((1, 4, 4), 255, np.uint8)
+    ink = np.zeros((1, 4, 4), np.uint8)
+    r = pairwise(blank, blank, with_readings=True)  # no ink anywhere: everything agrees
+    assert r["iou_with_background"][0, 0] == 1.0 and r["hamming_over_union"][0, 0] == 0.0 and r["iou_pooled"][0, 0] == 1.0
+    r = pairwise(ink, ink, with_readings=True)  # all ink: no background to compare, counts as agreeing
+    assert r["iou_background"][0, 0] == 1.0 and r["iou_with_background"][0, 0] == 1.0
+    r = pairwise(blank, ink, with_readings=True)  # opposite images
+    assert r["iou_with_background"][0, 0] == 0.0 and r["hamming_over_union"][0, 0] == 1.0 and r["iou_pooled"][0, 0] == 0.0
+    half = np.full((1, 4, 4), 255, np.uint8)
+    half[0, :2] = 0  # top half ink
+    r = pairwise(half, half[:, ::-1], with_readings=True)  # ink halves do not overlap
+    assert r["iou"][0, 0] == 0.0 and r["iou_background"][0, 0] == 0.0 and r["hamming"][0, 0] == 16

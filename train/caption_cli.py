@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from seedlock.core.argtypes import int_at_least, non_negative_float, rgb_floats
+from seedlock.core.argtypes import int_at_least, non_negative_float, rgb_floats, seed_list
 
 ENCODERS = ("resnet", "vgg")
 CELLS = ("lstm", "gru")
@@ -29,13 +29,15 @@ def register_train(sub: Any) -> None:
             "Train a CNN + merge-RNN captioner on procedural scenes (default) or a Flickr8k token file / COCO "
             "captions JSON. Writes checkpoint.pt, config.json, vocab.json and metrics.json (BLEU-1..4 greedy "
             "and beam, next-word accuracy) to --out. --ablation trains one model per module variant of "
-            "Tables 27-30 at the same budget and writes ablation.md."
+            "Tables 27-30 (and per --seeds seed) at the same budget and writes ablation.md."
         ),
     )
     S = argparse.SUPPRESS  # unset flags stay absent, so --config values are not overwritten by defaults
     g = p.add_argument_group("config")
     g.add_argument("--config", metavar="FILE", help="YAML/JSON file of options (a run's config.json works); flags override it")
     g.add_argument("--ablation", action="store_true", help="run the module comparison (Tables 27-30) and write ablation.md")
+    g.add_argument("--seeds", type=seed_list, default=None, metavar="LIST",
+                   help="with --ablation: model seeds, comma-separated, e.g. the thesis's 999,500,1 (mean ± std) [--seed]")  # fmt: skip
     g = p.add_argument_group("data")
     g.add_argument("--data", default=S, metavar="scenes|FILE", help="'scenes' (embedded) or a Flickr8k token file / COCO captions .json [scenes]")
     g.add_argument("--images", default=S, metavar="DIR", help="image folder for --data FILE [beside the file]")
@@ -43,7 +45,8 @@ def register_train(sub: Any) -> None:
     g.add_argument("--size", type=int_at_least(32), default=S, help="square input side, a multiple of 8 [64]")
     g.add_argument("--n-train", type=int_at_least(1), default=S, help="training images (scenes: how many [1200]; file: a cap)")
     g.add_argument("--n-val", type=int_at_least(1), default=S, help="validation images (scenes [100]; file: 10%%, at most 1000)")
-    g.add_argument("--data-seed", type=int_at_least(0), default=S, help="seed of the scenes / the validation split [0]")
+    g.add_argument("--data-seed", "--split-seed", dest="data_seed", type=int_at_least(0), default=S,
+                   help="seed of the scenes / the validation split; independent of --seed [0]")
     g.add_argument("--min-count", type=int_at_least(1), default=S, help="vocabulary frequency threshold [2]")
     g.add_argument("--max-words", type=int_at_least(1), default=S, help="cut training captions to this many words [20]")
     g.add_argument("--mean", type=rgb_floats, default=S, metavar="R,G,B", help="normalization mean [ImageNet]")
@@ -89,8 +92,13 @@ def run_train_caption(args: argparse.Namespace) -> int:
     from seedlock.train.config import config_from_args
 
     cfg = config_from_args(CaptionConfig, args)
+    seeds = getattr(args, "seeds", None)
     if args.ablation:
-        run_ablation(cfg)
+        run_ablation(cfg, seeds=seeds)
+    elif seeds:
+        from seedlock.core.errors import UserError
+
+        raise UserError("--seeds goes with --ablation; a single run takes --seed")
     else:
         train_captioner(cfg)
     return 0

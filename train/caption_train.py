@@ -7,8 +7,10 @@
     vocab.json       the vocabulary (also inside the checkpoint)
     metrics.json     per-epoch loss, BLEU-1..4 greedy and beam, next-word accuracy, examples
 
-``run_ablation(cfg)`` trains one model per module variant of Tables 27-30 with
-the same data, seed and step budget and writes ``ablation.md`` / ``ablation.json``.
+``run_grid(cfg, seeds=...)`` trains one model per module variant of Tables 27-30
+and model seed, with the same data and step budget; ``run_ablation(cfg)`` (the
+CLI's ``--ablation``) writes it as ``ablation.md`` / ``ablation.json``, and
+``seedlock reproduce captioning`` sets it beside the thesis's tables.
 
 Determinism: the seed seeds a ``torch.Generator`` for the weight init and
 another for the data order; deterministic algorithms are on; the embedded
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -351,6 +354,16 @@ def _fit(cfg: CaptionConfig, data: CaptionData, log: Callable[[str], None], desc
     return model, history, step, time.perf_counter() - start
 
 
+def fit_and_evaluate(cfg: CaptionConfig, data: CaptionData, log: Callable[[str], None] = print) -> tuple[Captioner, dict[str, Any]]:
+    """Train on ``data`` and evaluate on its validation images, writing nothing; returns (model, metrics)."""
+    with deterministic(cfg.threads):
+        model, history, steps, seconds = _fit(cfg, data, log, f"train caption ({cfg.encoder}/{cfg.cell}/{cfg.direction})")
+        model.eval()
+        metrics = evaluate(model, data.vocab, data.val_images, data.val_captions, cfg.preprocess(), cfg.beam, cfg.max_length)
+    metrics.update(history=history, steps=steps, train_seconds=round(seconds, 2), seed=cfg.seed, vocab_size=len(data.vocab))
+    return model, metrics
+
+
 def train_captioner(cfg: CaptionConfig, log: Callable[[str], None] = print, data: CaptionData | None = None) -> dict[str, Any]:
     """Train, evaluate and write the run folder; returns the metrics dict."""
     cfg.validate()
@@ -358,11 +371,9 @@ def train_captioner(cfg: CaptionConfig, log: Callable[[str], None] = print, data
     with deterministic(cfg.threads):
         data = data or load_data(cfg)
         log(f"captioning: {len(data.train_images)} train / {len(data.val_images)} val images, vocabulary {len(data.vocab)} tokens")
-        model, history, steps, seconds = _fit(cfg, data, log, f"train caption ({cfg.encoder}/{cfg.cell}/{cfg.direction})")
-        model.eval()
-        pre = cfg.preprocess()
-        metrics = evaluate(model, data.vocab, data.val_images, data.val_captions, pre, cfg.beam, cfg.max_length)
-    metrics.update(history=history, steps=steps, train_seconds=round(seconds, 2), seed=cfg.seed, vocab_size=len(data.vocab))
+        model, metrics = fit_and_evaluate(cfg, data, log)
+    steps, seconds = metrics["steps"], metrics["train_seconds"]
+    pre = cfg.preprocess()
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(
         out / CHECKPOINT_NAME, task=TASK, model=model, model_config=model.cfg.to_dict(), config=cfg.to_dict(),
@@ -389,7 +400,8 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- ablation (Tables 27-30)
 
 # (module, variant label, overrides of the base config). Table 30 (greedy vs beam)
-# is the pair of column groups of every row.
+# is the pair of column groups of every row. The one grid behind both
+# ``seedlock train caption --ablation`` and ``seedlock reproduce captioning``.
 ABLATION: list[tuple[str, str, dict[str, Any]]] = [
     ("sequential (T27)", "LSTM, vanilla", {"cell": "lstm", "direction": "vanilla"}),
     ("sequential (T27)", "GRU, vanilla", {"cell": "gru", "direction": "vanilla"}),
@@ -397,8 +409,10 @@ ABLATION: list[tuple[str, str, dict[str, Any]]] = [
     ("sequential (T27)", "GRU, bi-directional", {"cell": "gru", "direction": "bi"}),
     ("feature extraction", "ResNet-style (BN)", {"encoder": "resnet"}),
     ("feature extraction", "VGG-style", {"encoder": "vgg"}),
-    ("embedding (T28)", "learned", {"embedding": "learned"}),
-    ("embedding (T28)", "GloVe", {"embedding": "glove"}),
+    ("embedding (T28)", "learned, vanilla", {"embedding": "learned", "direction": "vanilla"}),
+    ("embedding (T28)", "GloVe, vanilla", {"embedding": "glove", "direction": "vanilla"}),
+    ("embedding (T28)", "learned, bi-directional", {"embedding": "learned", "direction": "bi"}),
+    ("embedding (T28)", "GloVe, bi-directional", {"embedding": "glove", "direction": "bi"}),
     ("attention (T29)", "off, vanilla", {"attention": False, "direction": "vanilla"}),
     ("attention (T29)", "on, vanilla", {"attention": True, "direction": "vanilla"}),
     ("attention (T29)", "off, bi-directional", {"attention": False, "direction": "bi"}),
@@ -406,54 +420,133 @@ ABLATION: list[tuple[str, str, dict[str, Any]]] = [
 ] + [("initial seed (Fig. 45)", scheme, {"init": scheme}) for scheme in INITS]
 
 _MODEL_KEYS = ("encoder", "cell", "direction", "embedding", "attention", "init")
+KEEP_PER_SEED = ("greedy", "beam", "beam_size", "next_word_accuracy", "val_loss", "n_val", "steps", "train_seconds", "history", "examples")
 
 
-def run_ablation(
-    cfg: CaptionConfig, log: Callable[[str], None] = print, variants: list[tuple[str, str, dict[str, Any]]] | None = None
+def model_key(cfg: CaptionConfig) -> tuple:
+    """The module settings that make two variants the same model."""
+    return tuple(getattr(cfg, k) for k in _MODEL_KEYS)
+
+
+def _run_name(key: tuple) -> str:
+    return "-".join(str(v).lower() for v in key).replace("true", "att").replace("false", "noatt")
+
+
+def run_grid(
+    cfg: CaptionConfig,
+    variants: list[tuple[str, str, dict[str, Any]]] | None = None,
+    seeds: list[int] | tuple[int, ...] | None = None,
+    log: Callable[[str], None] = print,
+    data: CaptionData | None = None,
+    save_runs: str | Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Train every variant at the same budget (data, seed, steps) and write ``ablation.md``/``.json``.
+    """Train every variant (default :data:`ABLATION`) once per model seed at the same data and budget.
 
-    Variants whose resolved module settings coincide are trained once. The
-    GloVe row is skipped, with a note, when no ``--glove`` file was given.
+    ``seeds`` are model seeds (default: ``cfg.seed`` alone); the data and its
+    validation split come from ``cfg.data_seed`` whatever the model seed.
+    Variants whose resolved module settings coincide are trained once per
+    seed. A GloVe variant is skipped, with a note, when ``cfg.glove`` is unset.
+    With ``save_runs`` each training writes its run folder (checkpoint and
+    all) under ``save_runs/runs/``; without it nothing is written.
+
+    Returns one row per variant: ``module``, ``variant``, ``overrides``,
+    ``key`` (the model's module settings) and ``per_seed`` (one metrics dict
+    per seed, in order, with its ``seed`` and ``run`` folder or None), or
+    ``skipped`` with the reason.
     """
     cfg.validate()
-    out = Path(cfg.out)
-    data = None
+    seeds = list(seeds) if seeds else [cfg.seed]
     rows: list[dict[str, Any]] = []
     done: dict[tuple, dict[str, Any]] = {}
     for module, label, overrides in variants or ABLATION:
-        row: dict[str, Any] = {"module": module, "variant": label}
+        row: dict[str, Any] = {"module": module, "variant": label, "overrides": dict(overrides)}
         if overrides.get("embedding") == "glove" and not cfg.glove:
             rows.append({**row, "skipped": "no GloVe file (pass --glove FILE)"})
             continue
-        run_cfg = replace(cfg, **overrides)
-        key = tuple(getattr(run_cfg, k) for k in _MODEL_KEYS)
-        if key not in done:
-            name = "-".join(str(v).lower() for v in key).replace("true", "att").replace("false", "noatt")
-            run_cfg = replace(run_cfg, out=str(out / "runs" / name))
-            log(f"[ablation] {module}: {label} -> {run_cfg.out}")
-            if data is None:
-                with deterministic(cfg.threads):
-                    data = load_data(cfg)
-            done[key] = {**train_captioner(run_cfg, log=log, data=data), "run": run_cfg.out}
-        m = done[key]
-        rows.append({**row, "greedy": m["greedy"], "beam": m["beam"], "next_word_accuracy": m["next_word_accuracy"], "run": m["run"]})
+        base = replace(cfg, **overrides)
+        key = model_key(base)
+        per_seed = []
+        for seed in seeds:
+            if (key, seed) not in done:
+                run_cfg = replace(base, seed=seed)
+                run_dir = None
+                if save_runs is not None:
+                    name = _run_name(key) if seeds == [cfg.seed] else f"{_run_name(key)}-seed{seed}"
+                    run_dir = str(Path(save_runs) / "runs" / name)
+                    run_cfg = replace(run_cfg, out=run_dir)
+                log(f"[ablation] {module}: {label}, seed {seed}" + (f" -> {run_dir}" if run_dir else ""))
+                if data is None:
+                    with deterministic(cfg.threads):
+                        data = load_data(cfg)
+                if run_dir is not None:
+                    metrics = train_captioner(run_cfg, log=log, data=data)
+                else:
+                    _, metrics = fit_and_evaluate(run_cfg, data, log)
+                done[(key, seed)] = {**{k: metrics[k] for k in KEEP_PER_SEED if k in metrics}, "seed": seed, "run": run_dir}
+            per_seed.append(done[(key, seed)])
+        rows.append({**row, "key": dict(zip(_MODEL_KEYS, key)), "per_seed": per_seed})
+    return rows
+
+
+def mean_over_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Greedy and beam BLEU-1..4 and next-word accuracy, each the mean over the seeds."""
+    out: dict[str, Any] = {}
+    for mode in ("greedy", "beam"):
+        out[mode] = {k: statistics.fmean(m[mode][k] for m in per_seed) for k in per_seed[0][mode]}
+    out["next_word_accuracy"] = statistics.fmean(m["next_word_accuracy"] for m in per_seed)
+    return out
+
+
+def run_ablation(
+    cfg: CaptionConfig,
+    log: Callable[[str], None] = print,
+    variants: list[tuple[str, str, dict[str, Any]]] | None = None,
+    seeds: list[int] | tuple[int, ...] | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`run_grid` with every run folder kept under ``cfg.out/runs``; writes ``ablation.md``/``.json``.
+
+    Each returned row also holds ``greedy``, ``beam`` and ``next_word_accuracy``
+    (means over the seeds) and ``runs`` (its run folders; ``run`` too with one seed).
+    """
+    out = Path(cfg.out)
+    rows = run_grid(cfg, variants, seeds, log, save_runs=out)
+    for r in rows:
+        if "skipped" not in r:
+            r.update(mean_over_seeds(r["per_seed"]), runs=[m["run"] for m in r["per_seed"]])
+            if len(r["runs"]) == 1:
+                r["run"] = r["runs"][0]  # as before multi-seed ablations
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ablation.json").write_text(json.dumps({"config": cfg.to_dict(), "rows": rows}, indent=2, sort_keys=True) + "\n")
-    (out / "ablation.md").write_text(ablation_markdown(cfg, rows))
+    seeds = list(seeds) if seeds else [cfg.seed]
+    slim = []
+    for r in rows:
+        row = {k: v for k, v in r.items() if k != "per_seed"}
+        if "per_seed" in r:
+            row["per_seed"] = [{k: m[k] for k in ("seed", "greedy", "beam", "next_word_accuracy", "run")} for m in r["per_seed"]]
+        slim.append(row)
+    (out / "ablation.json").write_text(json.dumps({"config": cfg.to_dict(), "seeds": seeds, "rows": slim}, indent=2, sort_keys=True) + "\n")
+    (out / "ablation.md").write_text(ablation_markdown(cfg, rows, seeds))
     log(f"wrote {out / 'ablation.md'}")
     return rows
 
 
-def ablation_markdown(cfg: CaptionConfig, rows: list[dict[str, Any]]) -> str:
+def _cell(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def ablation_markdown(cfg: CaptionConfig, rows: list[dict[str, Any]], seeds: list[int] | None = None) -> str:
+    seeds = seeds or [cfg.seed]
     budget = f"{cfg.steps} steps" if cfg.steps else f"{cfg.epochs} epochs"
+    seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))} (mean ± std)"
     lines = [
         "# Captioning module comparison (thesis 4.2, Tables 27-30)",
         "",
-        f"Data `{cfg.data}` (data seed {cfg.data_seed}), seed {cfg.seed}, {budget} of {cfg.batch_size} images each, "
+        f"Data `{cfg.data}` (data seed {cfg.data_seed}), {seed_text}, {budget} of {cfg.batch_size} images each, "
         f"size {cfg.size}. Base: {cfg.encoder}, {cfg.cell}, {cfg.direction}, {cfg.embedding} embedding, "
         f"attention {'on' if cfg.attention else 'off'}, init {cfg.init}. Each row changes only its module. "
-        f"Corpus BLEU on the validation set; greedy vs beam {cfg.beam} is Table 30.",
+        f"Corpus BLEU on the validation set; greedy vs beam {cfg.beam} is Table 30. "
+        "`seedlock reproduce captioning` sets these beside the thesis's figures.",
         "",
         "| module | variant | greedy B1 | B2 | B3 | B4 | beam B1 | B2 | B3 | B4 | next-word acc |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -462,7 +555,7 @@ def ablation_markdown(cfg: CaptionConfig, rows: list[dict[str, Any]]) -> str:
         if "skipped" in r:
             lines.append(f"| {r['module']} | {r['variant']} | {r['skipped']} |||||||||")
             continue
-        g, b = r["greedy"], r["beam"]
-        cells = [f"{g[f'bleu{n}']:.4f}" for n in range(1, 5)] + [f"{b[f'bleu{n}']:.4f}" for n in range(1, 5)]
-        lines.append(f"| {r['module']} | {r['variant']} | " + " | ".join(cells) + f" | {r['next_word_accuracy']:.4f} |")
+        ps = r["per_seed"]
+        cells = [_cell([m[mode][f"bleu{n}"] for m in ps]) for mode in ("greedy", "beam") for n in range(1, 5)]
+        lines.append(f"| {r['module']} | {r['variant']} | " + " | ".join(cells) + f" | {_cell([m['next_word_accuracy'] for m in ps])} |")
     return "\n".join(lines) + "\n"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from seedlock.core.argtypes import int_at_least
 from seedlock.core.errors import UserError
 
 # The imports of torch-backed modules stay inside the handlers: building the
@@ -51,15 +52,18 @@ def register_train(train_subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--encoding", default=S, help="onehot | whole (Table 20 ablation)")
     p.add_argument("--cell", default=S, help="gru | lstm")
     p.add_argument("--hidden", type=int, default=S, help="RNN width")
-    p.add_argument("--decoder", default=S, help="multiway | vanilla")
+    p.add_argument("--decoder", default=S, help="multiway | vanilla | none (none: bi-directional RNN alone, Table 21 (a); not exportable)")
+    p.add_argument("--encoder", default=S, help="plain | multiway (the multi-way scheme in the encoder too, Table 24)")
     p.add_argument("--norm", default=S, help="instance | group | ensemble (multi-way decoder paths)")
     p.add_argument("--dropout", type=float, default=S, help="dropout before the decoder norms")
     p.add_argument("--epochs", type=int, default=S, help="training epochs")
     p.add_argument("--batch-size", type=int, default=S, help="windows per step")
     p.add_argument("--lr", type=float, default=S, help="Adam learning rate")
-    p.add_argument("--seed", type=int, default=S, help="the one seed everything derives from")
+    p.add_argument("--seed", type=int, default=S, help="the model's seed: weight initialization, dropout and batch order")
+    p.add_argument("--split-seed", type=int_at_least(0), default=S,
+                   help="the data's seed: the train/validation/test split by piece and the --max-train-windows subset (default 0)")
     p.add_argument("--stride", type=int, default=S, help="events between window starts")
-    p.add_argument("--max-train-windows", type=int, default=S, help="cap on training windows (seeded subset), 0 = all")
+    p.add_argument("--max-train-windows", type=int, default=S, help="cap on training windows (a subset drawn from --split-seed), 0 = all")
     p.add_argument("--l2", default=S, help="adaptive | none | a fixed coefficient in [0, 0.5]")
     p.add_argument("--l2-init", type=float, default=S, help="adaptive L2 starting coefficient")
     p.add_argument("--eval-windows", type=int, default=S, help="test windows continued by greedy generation")

@@ -22,9 +22,16 @@ demo, so one served model composes any genre); ``per_genre_training=True``
 trains one model per genre, as the thesis did, and reports the mean and
 spread over genres.
 
-Determinism: torch seeded from ``seed``, deterministic algorithms on, batch
-order from :class:`~seedlock.core.rng.SeedStream` — the same config and seed
-give bit-identical weights on one machine.
+Seeds: ``seed`` drives the model only (torch's weight initialization and
+dropout, and the batch order from :class:`~seedlock.core.rng.SeedStream`);
+``split_seed`` drives the data only (the train/validation/test split by piece
+and the ``max_train_windows`` subset), so changing the model seed never
+changes which music a run trains and is tested on. Deterministic algorithms
+are on: the same config gives bit-identical weights on one machine.
+
+Ablation: :func:`run_variants` trains config variants (and seeds) at one
+budget — :func:`run_ablation` (``seedlock train compose --ablation``) on one
+seed, ``seedlock reproduce music`` on several, beside the thesis's tables.
 """
 
 from __future__ import annotations
@@ -75,16 +82,18 @@ class ComposeConfig(ConfigFile):
     hidden: int = 128
     bidirectional: bool = True
     decoder: str = "multiway"
+    encoder: str = "plain"
     norm: str = "ensemble"
     dropout: float = 0.1
     # optimization (thesis: Adam, lr 0.01, seed 77, 100 epochs)
     epochs: int = 100
     batch_size: int = 64
     lr: float = 0.01
-    seed: int = 77
+    seed: int = 77  # the model: weight init, dropout, batch order
+    split_seed: int = 0  # the data: split by piece and the max_train_windows subset
     grad_clip: float = 1.0
     stride: int = 12
-    max_train_windows: int = 0  # 0 = all; else a seeded subset (short budgets)
+    max_train_windows: int = 0  # 0 = all; else a subset drawn from split_seed (short budgets)
     l2: str = "adaptive"  # adaptive | none | a fixed coefficient in [0, 0.5]
     l2_init: float = 0.25
     l2_scale: float = 1e-3
@@ -98,7 +107,7 @@ class ComposeConfig(ConfigFile):
     def model_config(self, num_genres: int) -> ComposerConfig:
         return ComposerConfig(
             window=self.window, horizon=self.horizon, encoding=self.encoding, cell=self.cell,
-            hidden=self.hidden, bidirectional=self.bidirectional, decoder=self.decoder, norm=self.norm,
+            hidden=self.hidden, bidirectional=self.bidirectional, decoder=self.decoder, encoder=self.encoder, norm=self.norm,
             dropout=self.dropout, num_genres=num_genres if self.conditioning else 0,
         )
 
@@ -200,6 +209,13 @@ def genre_primers(data: mc.MusicData, window: int) -> dict[str, list[list[int]]]
     return out
 
 
+def cap_windows(w: Windows, cfg: ComposeConfig) -> Windows:
+    """At most ``cfg.max_train_windows`` of ``w``, a subset drawn from ``cfg.split_seed`` (the data's seed, not the model's)."""
+    if not cfg.max_train_windows or len(w) <= cfg.max_train_windows:
+        return w
+    return w.subset(np.sort(SeedStream(cfg.split_seed, 5).permutation(len(w))[: cfg.max_train_windows]))
+
+
 # -- training ----------------------------------------------------------------------
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
@@ -260,9 +276,10 @@ class RunResult:
 
 
 def load_data(cfg: ComposeConfig) -> mc.MusicData:
+    """The run's music, split by piece with ``cfg.split_seed`` (never the model seed)."""
     if cfg.data == "corpus":
-        return mc.load_corpus(cfg.genres, cfg.per_genre, seed=cfg.seed, progress=cfg.progress)
-    data = mc.load_folder(cfg.data, seed=cfg.seed, progress=cfg.progress)
+        return mc.load_corpus(cfg.genres, cfg.per_genre, seed=cfg.split_seed, progress=cfg.progress)
+    data = mc.load_folder(cfg.data, seed=cfg.split_seed, progress=cfg.progress)
     if cfg.genres:
         keep = [g for g in data.genres if g in cfg.genres]
         data = mc.MusicData(keep, *[[p for p in getattr(data, s) if p.genre in keep] for s in ("train", "validation", "test")])
@@ -282,7 +299,7 @@ def _train_compose(
 ) -> RunResult:
     data = data if data is not None else load_data(cfg)
     if cfg.per_genre_training:
-        return _train_per_genre(cfg, data, log)
+        return _train_per_genre(cfg, data, log, write)
     seed_everything(cfg.seed)
     genres = list(data.genres)
     train_w = make_windows(data.train, genres, cfg.window, cfg.horizon, cfg.stride)
@@ -293,9 +310,7 @@ def _train_compose(
             f"too little music for {cfg.window}+{cfg.horizon}-event windows "
             f"(train/val/test windows: {len(train_w)}/{len(val_w)}/{len(test_w)}); add pieces or shorten --window"
         )
-    if cfg.max_train_windows and len(train_w) > cfg.max_train_windows:
-        keep = np.sort(SeedStream(cfg.seed, 5).permutation(len(train_w))[: cfg.max_train_windows])
-        train_w = train_w.subset(keep)
+    train_w = cap_windows(train_w, cfg)
     mcfg = cfg.model_config(len(genres))
     model = Composer(mcfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -338,10 +353,12 @@ def _train_compose(
                         "val_top1_error_duration": val["top1_error_duration"], "l2": lam, "l2_next": l2.value})
     bar.close()
     test = evaluate_loss(model, test_w)
+    train_fit = evaluate_loss(model, train_w)  # how well the training windows are fitted (the thesis's "Train" top-1 error)
     gen_metrics, gen, idx = evaluate_generation(model, test_w, cfg.eval_windows)
     metrics: dict[str, Any] = {
         "test": {**test, **{f"{a}_{k}": v for a, d in gen_metrics.items() for k, v in d.items()}},
         "validation": history[-1] if history else {},
+        "train": train_fit,
         "windows": {"train": n, "validation": len(val_w), "test": len(test_w), "generated": int(len(idx))},
         "pieces": data.summary(),
         "genres": genres,
@@ -363,8 +380,10 @@ def _train_compose(
         (folder / "metrics.json").write_text(json.dumps({**metrics, "history": history}, indent=2) + "\n")
         i = 0
         g = int(test_w.genre[idx[i]])
-        sampled = ms.generate(torch_step(model, g), test_w.src[idx[i]][-1], torch_initial_state(model, test_w.src[idx[i]], g),
-                              cfg.horizon, ms.SamplingParams("top_k", 1.0, 8), seed=cfg.seed)
+        sampled = None  # decoder 'none' has no step decoder to sample from
+        if mcfg.decoder != "none":
+            sampled = ms.generate(torch_step(model, g), test_w.src[idx[i]][-1], torch_initial_state(model, test_w.src[idx[i]], g),
+                                  cfg.horizon, ms.SamplingParams("top_k", 1.0, 8), seed=cfg.seed)
         piano_roll_png(folder / "pianoroll.png", test_w.src[idx[i]], test_w.tgt[idx[i]], gen[i], sampled=sampled,
                        title=f"{genres[g]}: test window {int(idx[i])}; greedy and top-8 sampled (seed {cfg.seed})")
         log(f"compose: wrote {folder}/checkpoint.pt, metrics.json, pianoroll.png")
@@ -374,20 +393,31 @@ def _train_compose(
     return RunResult(folder, metrics, model, history)
 
 
-def _train_per_genre(cfg: ComposeConfig, data: mc.MusicData, log: Callable[[str], None]) -> RunResult:
+def _train_per_genre(cfg: ComposeConfig, data: mc.MusicData, log: Callable[[str], None], write: bool = True) -> RunResult:
+    """One model per genre (the thesis's setting). ``metrics["test"]`` and the history
+    are the means over genres (the thesis's "averaged values"); ``summary`` adds their spread."""
     results = {}
     for g in data.genres:
         sub = mc.MusicData([g], *[[p for p in getattr(data, s) if p.genre == g] for s in ("train", "validation", "test")])
         sub_cfg = replace(cfg, per_genre_training=False, conditioning=False, genres=[g], out=str(Path(cfg.out) / g))
         log(f"compose: per-genre run {g}")
-        results[g] = train_compose(sub_cfg, sub, log)
-    keys = [k for k, v in next(iter(results.values())).metrics["test"].items() if isinstance(v, float)]
-    summary = {k: {"mean": float(np.mean([r.metrics["test"][k] for r in results.values()])),
-                   "std": float(np.std([r.metrics["test"][k] for r in results.values()]))} for k in keys}
-    metrics = {"per_genre": {g: r.metrics["test"] for g, r in results.items()}, "summary": summary}
-    Path(cfg.out).mkdir(parents=True, exist_ok=True)
-    (Path(cfg.out) / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    return RunResult(Path(cfg.out), metrics, next(iter(results.values())).model)
+        results[g] = _train_compose(sub_cfg, sub, log, write)
+    runs = list(results.values())
+    keys = [k for k, v in runs[0].metrics["test"].items() if isinstance(v, float)]
+    summary = {k: {"mean": float(np.mean([r.metrics["test"][k] for r in runs])),
+                   "std": float(np.std([r.metrics["test"][k] for r in runs]))} for k in keys}
+    history = [{k: float(np.mean([r.history[e][k] for r in runs])) for k in runs[0].history[e]} for e in range(len(runs[0].history))]
+    metrics = {"test": {k: v["mean"] for k, v in summary.items()}, "summary": summary,
+               "train": {k: float(np.mean([r.metrics["train"][k] for r in runs])) for k in runs[0].metrics["train"]},
+               "per_genre": {g: r.metrics["test"] for g, r in results.items()},
+               "per_genre_history": {g: r.history for g, r in results.items()},
+               "l2_final": float(np.mean([r.metrics["l2_final"] for r in runs])),
+               "windows": {g: r.metrics["windows"] for g, r in results.items()},
+               "seconds": round(sum(r.metrics["seconds"] for r in runs), 1)}
+    if write:
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        (Path(cfg.out) / "metrics.json").write_text(json.dumps({**metrics, "history": history}, indent=2) + "\n")
+    return RunResult(Path(cfg.out), metrics, runs[0].model, history)
 
 
 # -- figures -----------------------------------------------------------------------
@@ -445,17 +475,76 @@ ABLATION_VARIANTS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+def variant_row(cfg: ComposeConfig, data: mc.MusicData, name: str, override: dict[str, Any], seed: int,
+                log: Callable[[str], None] = print, write: bool = False) -> dict[str, Any]:
+    """Train one ablation variant (``cfg`` with ``override``, model seed ``seed``) on ``data``:
+    its test measures (means over genres when training per genre), final λ and training history."""
+    r = train_compose(replace(cfg, seed=seed, **override), data, log, write=write)
+    row = {"variant": name, "override": override, "seed": seed, **r.metrics["test"],
+           **{f"train_{k}": v for k, v in r.metrics["train"].items()}, "l2_final": r.metrics["l2_final"],
+           "train_loss_last": (r.history[-1]["train_loss_pitch"], r.history[-1]["train_loss_duration"]), "history": r.history,
+           "seconds": r.metrics["seconds"], "windows": r.metrics["windows"]}
+    if "per_genre" in r.metrics:
+        row["per_genre"] = r.metrics["per_genre"]
+    return row
+
+
+_WORKER_DATA: mc.MusicData | None = None
+
+
+def _worker_init(data: mc.MusicData) -> None:
+    global _WORKER_DATA
+    _WORKER_DATA = data
+
+
+def _worker_row(cfg: ComposeConfig, name: str, override: dict[str, Any], seed: int) -> dict[str, Any]:
+    assert _WORKER_DATA is not None
+    return variant_row(cfg, _WORKER_DATA, name, override, seed, log=lambda s: None)
+
+
+def run_variants(cfg: ComposeConfig, data: mc.MusicData, variants: list[tuple[str, dict[str, Any]]], seeds: list[int] | None = None,
+                 log: Callable[[str], None] = print, workers: int = 1, write_first: bool = False) -> list[dict[str, Any]]:
+    """Every variant x model seed at ``cfg``'s budget on the same ``data`` (one split: ``cfg.split_seed``);
+    rows in variant-major order. ``workers`` > 1 trains in that many processes (each run is
+    deterministic on its own, so the rows do not depend on it); ``write_first`` keeps the first
+    run's checkpoint and piano roll under ``cfg.out/variant0``."""
+    seeds = list(seeds) if seeds else [cfg.seed]
+    jobs = [(i, name, override, seed) for i, (name, override) in enumerate(variants) for seed in seeds]
+    rows: list[dict[str, Any] | None] = [None] * len(jobs)
+    first = 0
+    if write_first and jobs:  # in this process, so the artifacts are written
+        i, name, override, seed = jobs[0]
+        log(f"ablation 1/{len(jobs)}: {name}, seed {seed}")
+        rows[0] = variant_row(replace(cfg, out=str(Path(cfg.out) / "variant0")), data, name, override, seed, log, write=True)
+        first = 1
+    if workers > 1 and len(jobs) - first > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process that has started torch's threads
+        with ProcessPoolExecutor(min(workers, len(jobs) - first), mp_context=ctx, initializer=_worker_init, initargs=(data,)) as pool:
+            futures = {pool.submit(_worker_row, cfg, name, override, seed): k for k, (i, name, override, seed) in enumerate(jobs) if k >= first}
+            for done, fut in enumerate(as_completed(futures), start=first + 1):
+                k = futures[fut]
+                rows[k] = fut.result()
+                log(f"ablation {done}/{len(jobs)}: {jobs[k][1]}, seed {jobs[k][3]} ({rows[k]['seconds']:.0f} s)")
+    else:
+        for k in range(first, len(jobs)):
+            i, name, override, seed = jobs[k]
+            log(f"ablation {k + 1}/{len(jobs)}: {name}, seed {seed}")
+            rows[k] = variant_row(cfg, data, name, override, seed, log)
+    return [r for r in rows if r is not None]
+
+
 def run_ablation(cfg: ComposeConfig, log: Callable[[str], None] = print,
                  variants: list[tuple[str, dict[str, Any]]] | None = None) -> Path:
-    """Train every variant at the same budget (cfg's), write ablation.md / ablation.json."""
+    """Train every variant at the same budget (cfg's, one seed), write ablation.md / ablation.json.
+    ``seedlock reproduce music`` runs the same variants on several seeds beside the thesis's tables."""
     data = load_data(cfg)
-    rows = []
-    for i, (name, override) in enumerate(variants or ABLATION_VARIANTS):
-        vcfg = replace(cfg, out=str(Path(cfg.out) / f"variant{i}"), **override)
-        log(f"ablation {i + 1}/{len(variants or ABLATION_VARIANTS)}: {name}")
-        r = train_compose(vcfg, data, log, write=(i == 0))  # the proposal keeps its checkpoint + piano roll
-        rows.append({"variant": name, "override": override, **r.metrics["test"], "l2_final": r.metrics["l2_final"],
-                     "train_loss_last": (r.history[-1]["train_loss_pitch"], r.history[-1]["train_loss_duration"])})
+    rows = run_variants(cfg, data, variants or ABLATION_VARIANTS, [cfg.seed], log, write_first=True)  # the proposal keeps its checkpoint
+    for r in rows:
+        r.pop("history", None)
+        r.pop("per_genre", None)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ablation.json").write_text(json.dumps({"budget": cfg.to_dict(), "rows": rows}, indent=2) + "\n")
@@ -466,7 +555,7 @@ def run_ablation(cfg: ComposeConfig, log: Callable[[str], None] = print,
 
 def ablation_markdown(rows: list[dict[str, Any]], cfg: ComposeConfig) -> str:
     head = (f"# Composer ablation (thesis Tables 20-22)\n\nEqual budget: {cfg.epochs} epochs, hidden {cfg.hidden}, "
-            f"≤ {cfg.max_train_windows or 'all'} training windows, seed {cfg.seed}; measures on the test split "
+            f"≤ {cfg.max_train_windows or 'all'} training windows, seed {cfg.seed}, split seed {cfg.split_seed}; measures on the test split "
             "(top-1: teacher-forced; the rest: greedy 48-event continuations; see seedlock.core.music_metrics).\n\n")
     cols = "| variant | top-1 err P | top-1 err D | total err P | total err D | cos P | cos D | r P | r D | gen μ/σ P (true) | gen μ/σ D (true) | final λ |\n"
     cols += "|" + "---|" * 12 + "\n"

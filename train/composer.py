@@ -23,6 +23,18 @@ channels) or ``ensemble`` (their mean). Being step-local, teacher-forced
 training and one-step decoding compute the same thing.
 
 ``decoder="vanilla"`` is the plain Seq2Seq decoder (path A alone, no memory).
+``decoder="none"`` (Table 21 (a), "bi-directional RNN") has no decoder at
+all: the encoder's output at input position t, through a linear layer, the
+norm and the heads, predicts target event t (so ``horizon == window``); it is
+an ablation model, trained and evaluated here but not exported (it has no
+step decoder to serve).
+
+``encoder="multiway"`` places the multi-way scheme in the encoder too (Table
+24's placements): a second, uni-directional RNN reads the primer beside the
+bi-directional one, and the decoder's initial state merges the two paths
+(each normalized, as the decoder's paths are). With ``decoder="none"`` the
+two paths merge per position: the scheme as the only module, no
+encoder-decoder structure.
 """
 
 from __future__ import annotations
@@ -45,7 +57,8 @@ class ComposerConfig:
     cell: str = "gru"  # gru | lstm
     hidden: int = 128
     bidirectional: bool = True  # encoder
-    decoder: str = "multiway"  # multiway | vanilla
+    decoder: str = "multiway"  # multiway | vanilla | none
+    encoder: str = "plain"  # plain | multiway (the scheme placed in the encoder too)
     norm: str = "ensemble"  # instance | group | ensemble
     norm_channels: int = 8
     norm_groups: int = 4
@@ -58,7 +71,8 @@ class ComposerConfig:
         checks = {
             "encoding": ("onehot", "whole"),
             "cell": ("gru", "lstm"),
-            "decoder": ("multiway", "vanilla"),
+            "decoder": ("multiway", "vanilla", "none"),
+            "encoder": ("plain", "multiway"),
             "norm": ("instance", "group", "ensemble"),
         }
         for name, allowed in checks.items():
@@ -69,6 +83,8 @@ class ComposerConfig:
         if self.norm in ("instance", "ensemble") and self.hidden < 2 * self.norm_channels:
             # instance norm needs at least two features per channel to have a variance
             raise ValueError(f"hidden must be at least {2 * self.norm_channels} with {self.norm} norm, got {self.hidden}")
+        if self.decoder == "none" and self.horizon != self.window:
+            raise ValueError(f"decoder 'none' predicts one target event per input event: horizon must equal window ({self.window})")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,9 +149,17 @@ class Composer(nn.Module):
         H, dirs = cfg.hidden, 2 if cfg.bidirectional else 1
         self.embed = InputEncoding(cfg)
         self.encoder = _rnn(cfg.cell, self.embed.size, H, bidirectional=cfg.bidirectional)
-        self.init_h = nn.Linear(dirs * H, H)
-        self.init_c = nn.Linear(dirs * H, H) if cfg.cell == "lstm" else None
-        self.decoder = _rnn(cfg.cell, self.embed.size, H)
+        if cfg.encoder == "multiway":
+            self.encoder_uni = _rnn(cfg.cell, self.embed.size, H)
+            self.enc_norm_a = StepNorm(cfg.norm, H, cfg.norm_channels, cfg.norm_groups)
+            self.enc_norm_b = StepNorm(cfg.norm, H, cfg.norm_channels, cfg.norm_groups)
+            self.enc_merge = nn.Linear(2 * H, H)
+        if cfg.decoder == "none":
+            self.proj = nn.Linear(dirs * H, H)
+        else:
+            self.init_h = nn.Linear(dirs * H, H)
+            self.init_c = nn.Linear(dirs * H, H) if cfg.cell == "lstm" else None
+            self.decoder = _rnn(cfg.cell, self.embed.size, H)
         self.drop = nn.Dropout(cfg.dropout)
         self.norm_a = StepNorm(cfg.norm, H, cfg.norm_channels, cfg.norm_groups)
         if cfg.decoder == "multiway":
@@ -146,19 +170,42 @@ class Composer(nn.Module):
         self.pitch_head = nn.Linear(H, cfg.num_pitches)
         self.duration_head = nn.Linear(H, cfg.num_durations)
 
+    def _merge_encoder_paths(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The encoder-side scheme: bi-directional path ``a`` and uni-directional path ``b`` (…, H), each normalized, merged."""
+        return torch.tanh(self.enc_merge(torch.cat([self.enc_norm_a(self.drop(a)), self.enc_norm_b(self.drop(b))], dim=-1)))
+
     # -- pieces shared by training and the exported graphs -----------------
     def encode(self, src: torch.Tensor, genre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """src (B, L, 2) → (h0 (B, H), c0 (B, H) or zeros, memory (B, L, H) or (B, 1, H) zeros)."""
-        out, state = self.encoder(self.embed(src, genre))
+        if self.cfg.decoder == "none":
+            raise ValueError("a composer with decoder 'none' has no step decoder (an ablation model): it cannot be exported or sampled")
+        x = self.embed(src, genre)
+        out, state = self.encoder(x)
         h_n = state[0] if isinstance(state, tuple) else state
         last = h_n.transpose(0, 1).reshape(src.shape[0], -1)  # both directions' final states
-        h0 = torch.tanh(self.init_h(last))
+        if self.cfg.encoder == "multiway":
+            _, u_state = self.encoder_uni(x)
+            u_last = (u_state[0] if isinstance(u_state, tuple) else u_state)[0]
+            h0 = self._merge_encoder_paths(self.init_h(last), u_last)
+        else:
+            h0 = torch.tanh(self.init_h(last))
         c0 = torch.tanh(self.init_c(last)) if self.init_c is not None else torch.zeros_like(h0)
         if self.cfg.decoder == "multiway":
             memory, _ = self.memory_rnn(out)
         else:
             memory = torch.zeros_like(h0).unsqueeze(1)
         return h0, c0, memory
+
+    def direct(self, src: torch.Tensor, genre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``decoder="none"``: logits (B, L, P), (B, L, D) for the L target events, one per input position."""
+        x = self.embed(src, genre)
+        out, _ = self.encoder(x)
+        if self.cfg.encoder == "multiway":
+            u_out, _ = self.encoder_uni(x)
+            feat = self._merge_encoder_paths(self.proj(out), u_out)
+        else:
+            feat = self.norm_a(self.drop(self.proj(out)))
+        return self.pitch_head(feat), self.duration_head(feat)
 
     def decode(
         self, prev: torch.Tensor, genre: torch.Tensor, h: torch.Tensor, c: torch.Tensor, memory: torch.Tensor
@@ -182,7 +229,9 @@ class Composer(nn.Module):
         return self.pitch_head(feat), self.duration_head(feat), h_n[0], c_new
 
     def forward(self, src: torch.Tensor, prev: torch.Tensor, genre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher-forced: src (B, L, 2), prev (B, T, 2) = [src[:, -1], target[:, :-1]]."""
+        """Teacher-forced: src (B, L, 2), prev (B, T, 2) = [src[:, -1], target[:, :-1]] (unused by decoder 'none')."""
+        if self.cfg.decoder == "none":
+            return self.direct(src, genre)
         h, c, memory = self.encode(src, genre)
         pitch, duration, _, _ = self.decode(prev, genre, h, c, memory)
         return pitch, duration
@@ -190,6 +239,11 @@ class Composer(nn.Module):
     @torch.no_grad()
     def greedy(self, src: torch.Tensor, genre: torch.Tensor, length: int) -> torch.Tensor:
         """Batched greedy continuation (B, length, 2), for evaluation."""
+        if self.cfg.decoder == "none":
+            if length > src.shape[1]:
+                raise ValueError(f"decoder 'none' continues at most {src.shape[1]} events, asked for {length}")
+            p, d = self.direct(src, genre)
+            return torch.stack([p.argmax(-1), d.argmax(-1)], dim=-1)[:, :length]
         h, c, memory = self.encode(src, genre)
         event, out = src[:, -1:], []
         for _ in range(length):

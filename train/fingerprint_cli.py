@@ -70,7 +70,8 @@ def register_train(train_subparsers: Any) -> None:
     g.add_argument("--config", metavar="FILE", help="YAML/JSON file of options (a run's config.json works); flags override it")
     g = p.add_argument_group("data")
     g.add_argument("--data", default=S, metavar="embedded|DIR", help="'embedded' (procedural) or a folder DIR/<quality>/*.png [embedded]")
-    g.add_argument("--data-seed", type=non_negative_int, default=S, help="seed of the embedded impressions [0]")
+    g.add_argument("--data-seed", "--split-seed", dest="data_seed", type=non_negative_int, default=S,
+                   help="seed of the embedded impressions; independent of --seed [0]")
     g.add_argument("--size", type=int, choices=(64, 128), default=S, help="image side in pixels [64]")
     g.add_argument("--n-per-quality", type=positive_int, default=S, help="training images per quality (embedded: how many [600]; folder: a cap)")
     g.add_argument("--qualities", type=_qualities, default=S, metavar="Q1,Q2,...", help="qualities to train on [all: Q1,Q2,Q3,Q5 / every subfolder]")

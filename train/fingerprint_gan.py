@@ -473,14 +473,19 @@ def save_gan_checkpoint(
     )
 
 
-def train_fingerprint_gan(cfg: FingerprintGANConfig, log: Callable[[str], None] = print) -> Path:
-    """Train per ``cfg`` and write the run folder (see the module docstring). Returns it."""
+def train_fingerprint_gan(
+    cfg: FingerprintGANConfig, log: Callable[[str], None] = print, images: dict[str, np.ndarray] | None = None
+) -> Path:
+    """Train per ``cfg`` and write the run folder (see the module docstring). Returns it.
+
+    ``images``: the training images already loaded by :func:`load_training_images` for this
+    ``cfg`` (several runs on one data set load it once); None loads them."""
     cfg.validate()
     device = _device(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    images = load_training_images(cfg)
+    images = load_training_images(cfg) if images is None else images
     qualities = list(images)
     data_seconds = time.perf_counter() - t0
     log(f"data: {sum(len(v) for v in images.values())} images of {cfg.size}x{cfg.size} "

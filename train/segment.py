@@ -39,7 +39,14 @@ from tqdm import tqdm
 
 from seedlock.core.errors import UserError
 from seedlock.core.imaging import colorize, write_png
-from seedlock.core.metrics import IGNORE_INDEX, confusion_matrix, scores_from_confusion
+from seedlock.core.metrics import (
+    IGNORE_INDEX,
+    confusion_matrix,
+    element_counts,
+    element_counts_from_confusion,
+    element_scores,
+    scores_from_confusion,
+)
 from seedlock.core.rng import SeedStream
 from seedlock.core.segmentation import SegmentationSpec
 from seedlock.train.bi_activation import ACTIVATIONS
@@ -297,21 +304,36 @@ def evaluate(
     num_classes: int,
     class_names: Sequence[str] | None = None,
     device: torch.device | str | None = None,
+    element_threshold: float | None = None,
 ) -> dict[str, Any]:
     """Validation metrics (:mod:`seedlock.core.metrics`) of ``model`` over ``(x, y)`` batches.
 
     Runs in eval mode (BN running statistics) and restores the model's mode.
+    With ``element_threshold`` the result also holds ``"elements"``: the
+    Keras-style reading over (pixel, class) elements of the softmax
+    (:func:`~seedlock.core.metrics.element_scores`), which the thesis's
+    tables appear to use, and ``"elements_argmax"``, the same over the
+    argmax one-hot.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
     cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    elements = np.zeros(4, dtype=np.int64)
     with torch.no_grad():
         for x, y in loader:
-            pred = model(x.to(device)).argmax(1).cpu().numpy()
+            logits = model(x.to(device))
+            pred = logits.argmax(1).cpu().numpy()
             cm += confusion_matrix(pred, y.numpy(), num_classes, IGNORE_INDEX)
+            if element_threshold is not None:
+                prob = torch.softmax(logits.float(), dim=1).cpu().numpy()
+                elements += element_counts(prob, y.numpy(), element_threshold, IGNORE_INDEX)
     model.train(was_training)
-    return scores_from_confusion(cm, class_names)
+    scores = scores_from_confusion(cm, class_names)
+    if element_threshold is not None:
+        scores["elements"] = {"threshold": float(element_threshold), **element_scores(elements)}
+        scores["elements_argmax"] = element_scores(element_counts_from_confusion(cm))
+    return scores
 
 
 def predict_masks(model: nn.Module, images: np.ndarray, preprocess: dict[str, Any]) -> np.ndarray:

@@ -53,7 +53,8 @@ def _add_segment(sub: Any) -> None:
     g.add_argument("--size", type=positive_int, default=S, help="square input side in pixels, a multiple of 2**depth [96]")
     g.add_argument("--n-train", type=positive_int, default=S, help="training samples (scenes: how many to draw [1024]; folder: a cap)")
     g.add_argument("--n-val", type=positive_int, default=S, help="validation samples (scenes [32]; folder: a cap)")
-    g.add_argument("--data-seed", type=non_negative_int, default=S, help="seed of the embedded scenes [0]")
+    g.add_argument("--data-seed", "--split-seed", dest="data_seed", type=non_negative_int, default=S,
+                   help="seed of the embedded scenes and of any split; independent of --seed [0]")
     g.add_argument("--mean", type=rgb_floats, default=S, metavar="R,G,B", help="normalization mean [ImageNet]")
     g.add_argument("--std", type=rgb_floats, default=S, metavar="R,G,B", help="normalization std [ImageNet]")
     g = p.add_argument_group("model")

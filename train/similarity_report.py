@@ -4,8 +4,11 @@
 measures of :mod:`seedlock.core.similarity` and writes ``similarity.md``,
 ``similarity.json``, ``mean_std_scatter.png`` and ``samples.png``.
 
-:func:`run_table18` rebuilds the experiment of thesis 3.6 (Tables 17-18) on
-the embedded data (or a folder of the user's held-out images). The data
+:func:`table18` rebuilds the experiment of thesis 3.6 (Tables 17-18) on
+the embedded data (or a folder of the user's held-out images) from two
+trained checkpoints; :func:`run_table18` (``seedlock similarity --table18``)
+writes it as ``table18.md``, and ``seedlock reproduce fingerprints`` runs it
+once per GAN seed. The data
 settings, with ``total`` images each (thesis: 1000) and an actual share
 ``actual_fraction`` (thesis: 200 of 1000):
 
@@ -23,6 +26,7 @@ I-IV), as in Table 18, and the per-image mean/std scatter of Figure 34 is drawn.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +91,7 @@ def _plot_scatter(path: Path, sets: list[tuple[str, np.ndarray]], reference: str
     plt.close(fig)
 
 
-def _samples_sheet(sets: list[tuple[str, np.ndarray]], per_set: int = 8) -> np.ndarray:
+def samples_sheet(sets: list[tuple[str, np.ndarray]], per_set: int = 8) -> np.ndarray:
     """One row per set: ``per_set`` images spread evenly over the set (so mixed sets show both parts)."""
     rows = []
     for _, images in sets:
@@ -98,11 +102,17 @@ def _samples_sheet(sets: list[tuple[str, np.ndarray]], per_set: int = 8) -> np.n
 
 def _measure_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, list[str]]]:
     cols = list(results)
+    readings = []
+    if all("readings" in results[c] for c in cols):
+        readings = [("Intersection over union counting background (mean of ink and background IoU)",
+                     [f"{results[c]['readings']['iou_with_background']['mean']:.3f} ± {results[c]['readings']['iou_with_background']['std']:.3f}"
+                      for c in cols])]  # fmt: skip
     return [
         ("Mean Hamming distance (pixels)", [f"{results[c]['hamming']['mean']:.2f}" for c in cols]),
         ("Mean Hamming distance (fraction of pixels)", [f"{results[c]['hamming']['mean_fraction']:.4f}" for c in cols]),
         ("Pearson correlation of histogram", [f"{results[c]['pearson']['mean']:.3f} ± {results[c]['pearson']['std']:.3f}" for c in cols]),
         ("Intersection over union", [f"{results[c]['iou']['mean']:.3f} ± {results[c]['iou']['std']:.3f}" for c in cols]),
+        *readings,
         ("Image mean, average (compared set)", [f"{results[c]['mean_std']['b']['mean_of_means']:.1f}" for c in cols]),
         ("Image std, average (compared set)", [f"{results[c]['mean_std']['b']['mean_of_stds']:.1f}" for c in cols]),
         ("Mean/std centroid distance", [f"{results[c]['mean_std']['centroid_distance']:.2f}" for c in cols]),
@@ -154,7 +164,7 @@ def compare_report(
     result = compare_sets(a, b, threshold=threshold)
     label = f"{names[0]}-{names[1]}"
     _plot_scatter(out / "mean_std_scatter.png", [("A", a), ("B", b)], reference="A")
-    write_png(out / "samples.png", _samples_sheet([("A", a), ("B", b)]))
+    write_png(out / "samples.png", samples_sheet([("A", a), ("B", b)]))
     ms = result["mean_std"]
     set_rows = [
         [n, src or "-", str(len(x)), f"{s['mean_of_means']:.1f} ± {s['std_of_means']:.1f}",
@@ -244,20 +254,43 @@ def _check_generators(ckpt: Any, want_per_quality: bool, flag: str) -> None:
         raise UserError(f"{flag} needs a {kind} checkpoint; {ckpt.path} was trained with --mode {ckpt.mode}")
 
 
-def run_table18(
+@dataclass
+class Table18Run:
+    """Settings I-IV built from two checkpoints and each compared with setting I (no files written)."""
+
+    settings: dict[str, ImageSet]
+    results: dict[str, dict[str, Any]]  # "I-I", "I-II", ... -> compare_sets(..., with_readings=True)
+    report: dict[str, Any]  # what table18.json holds
+    all_quality: Any  # GeneratorCheckpoint
+    each_quality: Any | None
+
+
+@functools.lru_cache(maxsize=16)
+def _embedded_actual(data_seed: int, quality: str, count: int, size: int, offset: int) -> np.ndarray:
+    """Held-out embedded impressions, read-only and cached: several runs in one process (GAN seeds) share them."""
+    from seedlock.train.fingerprint_gan import embedded_heldout
+
+    images = embedded_heldout(data_seed, quality, count, size, offset)
+    images.setflags(write=False)
+    return images
+
+
+def table18(
     all_quality: str | Path,
     each_quality: str | Path | None,
-    out: str | Path,
     actual_folder: str | Path | None = None,
     total: int = 1000,
     actual_fraction: float = 0.2,
     seed: int = 0,
     threshold: int = BINARIZE_THRESHOLD,
     log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """The Table 17/18 experiment from trained checkpoints; writes ``table18.md``, ``table18.json``,
-    ``mean_std_scatter.png`` and ``settings_samples.png`` into ``out``. Returns the JSON dict."""
-    from seedlock.train.fingerprint_gan import EMBEDDED, embedded_heldout, load_generator_checkpoint
+) -> Table18Run:
+    """The Table 17/18 experiment from trained checkpoints (run folders or ``checkpoint.pt``):
+    data settings I-IV (:func:`build_settings`; ``seed`` keys the generation latents) and every
+    setting compared with setting I by :func:`~seedlock.core.similarity.compare_sets`, thesis
+    readings included. Shared by :func:`run_table18` (``seedlock similarity --table18``) and
+    ``seedlock reproduce fingerprints``."""
+    from seedlock.train.fingerprint_gan import EMBEDDED, load_generator_checkpoint
 
     g_all = load_generator_checkpoint(all_quality)
     _check_generators(g_all, False, "--all-quality")
@@ -279,7 +312,7 @@ def run_table18(
         data_seed = int(g_all.config.get("data_seed", 0))
 
         def actual(q: str, count: int, offset: int) -> np.ndarray:
-            return embedded_heldout(data_seed, q, count, size, offset)
+            return _embedded_actual(data_seed, q, count, size, offset)
 
         actual_source = f"embedded impressions (data seed {data_seed}, held-out indices)"
     else:
@@ -298,13 +331,7 @@ def run_table18(
     log(f"building data settings I-IV ({total} images each, {size}x{size})")
     settings = build_settings(g_all, g_each, actual, qualities, total, actual_fraction, seed)
     ref = settings["I"].images
-    results = {}
-    for name, s in settings.items():
-        results[f"I-{name}"] = compare_sets(ref, s.images, threshold=threshold)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _plot_scatter(out / "mean_std_scatter.png", [(n, s.images) for n, s in settings.items()], reference="I")
-    write_png(out / "settings_samples.png", _samples_sheet([(n, s.images) for n, s in settings.items()]))
+    results = {f"I-{name}": compare_sets(ref, s.images, threshold=threshold, with_readings=True) for name, s in settings.items()}
     report = {
         "total": total,
         "actual_fraction": actual_fraction,
@@ -317,9 +344,31 @@ def run_table18(
         "results": results,
         "binarization_threshold": threshold,
     }
+    return Table18Run(settings, results, report, g_all, g_each)
+
+
+def run_table18(
+    all_quality: str | Path,
+    each_quality: str | Path | None,
+    out: str | Path,
+    actual_folder: str | Path | None = None,
+    total: int = 1000,
+    actual_fraction: float = 0.2,
+    seed: int = 0,
+    threshold: int = BINARIZE_THRESHOLD,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """The Table 17/18 experiment from trained checkpoints (:func:`table18`); writes ``table18.md``,
+    ``table18.json``, ``mean_std_scatter.png`` and ``settings_samples.png`` into ``out``. Returns the JSON dict."""
+    run = table18(all_quality, each_quality, actual_folder, total, actual_fraction, seed, threshold, log)
+    settings, report = run.settings, run.report
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _plot_scatter(out / "mean_std_scatter.png", [(n, s.images) for n, s in settings.items()], reference="I")
+    write_png(out / "settings_samples.png", samples_sheet([(n, s.images) for n, s in settings.items()]))
     (out / "table18.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    (out / "table18.md").write_text(_table18_markdown(report, settings, g_all, g_each))
-    log(format_table(results))
+    (out / "table18.md").write_text(_table18_markdown(report, settings, run.all_quality, run.each_quality))
+    log(format_table(run.results))
     log(f"wrote {out / 'table18.md'}")
     return report
 

@@ -14,6 +14,8 @@ where it stopped.
 
 Splits are by piece, never by window: a seeded permutation of each genre's
 pieces (:class:`~seedlock.core.rng.SeedStream`) gives train/validation/test.
+The seed here is the data's own (``ComposeConfig.split_seed``, ``--split-seed``),
+never the model's, so runs that differ only in their model seed see the same music.
 """
 
 from __future__ import annotations
@@ -182,9 +184,9 @@ def load_corpus_pieces(
 
 
 def split_pieces(
-    pieces: list[Piece], genres: list[str], seed: int = 77, fractions: tuple[float, float] = (0.8, 0.1)
+    pieces: list[Piece], genres: list[str], seed: int = 0, fractions: tuple[float, float] = (0.8, 0.1)
 ) -> MusicData:
-    """Split each genre's pieces by a seeded permutation (train/validation/test, rest = test).
+    """Split each genre's pieces by a permutation drawn from the split seed ``seed`` (train/validation/test, rest = test).
 
     Every genre with >= 3 pieces gets at least one validation and one test piece.
     """
@@ -206,9 +208,9 @@ def split_pieces(
 
 
 def load_corpus(
-    genres: Iterable[str] | None = None, per_genre: int = PER_GENRE, seed: int = 77, progress: bool = True
+    genres: Iterable[str] | None = None, per_genre: int = PER_GENRE, seed: int = 0, progress: bool = True
 ) -> MusicData:
-    """The corpus melodies of ``genres``, split by piece with ``seed``."""
+    """The corpus melodies of ``genres``, split by piece with the split seed ``seed``."""
     genres = list(genres or GENRE_NAMES)
     return split_pieces(load_corpus_pieces(genres, per_genre, progress), genres, seed)
 
@@ -216,8 +218,8 @@ def load_corpus(
 MUSIC_SUFFIXES = (".mid", ".midi", ".musicxml", ".xml", ".mxl")
 
 
-def load_folder(folder: str | Path, seed: int = 77, progress: bool = True) -> MusicData:
-    """A user's collection: ``folder/<genre>/*.{mid,midi,musicxml,xml,mxl}`` (genre = subfolder name).
+def load_folder(folder: str | Path, seed: int = 0, progress: bool = True) -> MusicData:
+    """A user's collection: ``folder/<genre>/*.{mid,midi,musicxml,xml,mxl}`` (genre = subfolder name), split with the split seed ``seed``.
 
     Unreadable files are reported and skipped; an empty result is a UserError.
     """
