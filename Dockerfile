@@ -82,7 +82,8 @@ COPY clients/ clients/
 COPY train/ train/
 COPY export/ export/
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# onnxruntime (CPU) is a default dependency and onnxruntime-gpu ships the same
+# CPU images add OpenVINO, which serves bf16/int8 model versions (`seedlock
+# export --precision`). onnxruntime (CPU) is a default dependency and onnxruntime-gpu ships the same
 # `onnxruntime` package: on GPU images the CPU wheel is removed and the GPU
 # wheel reinstalled so its files are the ones left in place.
 RUN python3 -m venv "$VIRTUAL_ENV" \
@@ -93,7 +94,7 @@ RUN python3 -m venv "$VIRTUAL_ENV" \
          && pip uninstall -y onnxruntime onnxruntime-gpu \
          && pip install --no-cache-dir --no-deps "onnxruntime-gpu==${ORT_GPU}"; \
        else \
-         pip install --no-cache-dir .; \
+         pip install --no-cache-dir "./[openvino]"; \
        fi \
     && python -c "import importlib.util as u, sys; sys.exit('torch must not be in the serving image' if u.find_spec('torch') else 0)" \
     && python -c "import onnxruntime as ort; print('onnxruntime', ort.__version__, ort.get_available_providers())" \

@@ -78,7 +78,11 @@ class Manifest:
     # ``task``: the answer the task's whole pipeline gave (captions, a melody).
     reference: dict[str, Any] = field(default_factory=dict)
     # How the graphs' sessions must be built for these answers:
-    # ``intra_op_threads`` (see seedlock.core.sessions.DEFAULT_MODEL_THREADS).
+    # ``intra_op_threads`` (see seedlock.core.sessions.DEFAULT_MODEL_THREADS);
+    # for a reduced-precision version also ``runtime`` ("openvino"),
+    # ``precision`` ("bf16"/"int8"), ``graphs`` (each graph's precision: a
+    # sequence model may keep its decoder step in fp32) and, for int8,
+    # ``calibration`` (per quantized graph).
     session: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
@@ -149,6 +153,38 @@ class Manifest:
         value = self.session.get("intra_op_threads", DEFAULT_MODEL_THREADS)
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_MODEL_THREADS:
             raise ManifestError(f"model {self.name!r}: session.intra_op_threads {value!r} is not a thread count (1..{MAX_MODEL_THREADS})")
+        return value
+
+    @property
+    def precision(self) -> str:
+        """The arithmetic the model's answers were gated at: "fp32" (ONNX Runtime,
+        the default), or "bf16"/"int8" (OpenVINO, ``seedlock export --precision``)."""
+        from seedlock.core.openvino_runtime import PRECISIONS
+
+        value = self.session.get("precision", "fp32")
+        if value not in PRECISIONS:
+            raise ManifestError(f"model {self.name!r}: session.precision {value!r} is not one of {', '.join(PRECISIONS)}")
+        return value
+
+    def precision_of(self, role: str) -> str:
+        """The precision graph ``role`` runs at: ``session.graphs[role]`` where a
+        reduced-precision version keeps some graphs in fp32, else :attr:`precision`."""
+        from seedlock.core.openvino_runtime import PRECISIONS
+
+        per_graph = self.session.get("graphs", {})
+        value = per_graph.get(role, self.precision) if isinstance(per_graph, dict) else None
+        if value not in PRECISIONS:
+            raise ManifestError(f"model {self.name!r}: session.graphs[{role!r}] {value!r} is not one of {', '.join(PRECISIONS)}")
+        return value
+
+    @property
+    def runtime(self) -> str:
+        """The runtime the model's answers are pinned to: "onnxruntime" or "openvino"."""
+        value = self.session.get("runtime", "onnxruntime")
+        if value not in ("onnxruntime", "openvino"):
+            raise ManifestError(f"model {self.name!r}: session.runtime {value!r} is not onnxruntime or openvino")
+        if value == "onnxruntime" and self.precision != "fp32":
+            raise ManifestError(f"model {self.name!r}: precision {self.precision} needs session.runtime openvino")
         return value
 
     def graph(self, role: str = "model") -> GraphSpec:

@@ -14,12 +14,14 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from seedlock.core.errors import UserError
 
 if TYPE_CHECKING:
     import onnxruntime as ort
+
+    from seedlock.core.manifest import Manifest
 
 log = logging.getLogger("seedlock.sessions")
 
@@ -28,10 +30,12 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 PREFERENCE = (TENSORRT, CUDA, CPU)
 ALIASES = {"trt": TENSORRT, "tensorrt": TENSORRT, "cuda": CUDA, "gpu": CUDA, "cpu": CPU}
-# "auto": a recorded engine when this host can run it, else ONNX Runtime;
+# "auto": a recorded engine when this host can run it, else the runtime the
+# model is pinned to (ONNX Runtime for fp32, OpenVINO for bf16/int8);
 # "tensorrt": the same, but a model without an engine is worth a warning;
-# "onnxruntime": ignore engines.
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
+# "onnxruntime": ignore engines; "openvino": every graph through OpenVINO
+# (fp32 models in fp32).
+BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")
 # Intra-op threads of a model's sessions unless its manifest records another
 # count. ONNX Runtime's last bits depend on how many threads split a kernel,
 # so the count belongs to the model (written at export), not to the host: a
@@ -182,3 +186,33 @@ def provider_session(model: str | Path | bytes, provider: str, intra_op_threads:
     if session.get_providers()[0] != provider:
         raise RuntimeError(f"onnxruntime could not start {provider} on this host")
     return session
+
+
+def graph_session(manifest: "Manifest", path: str | Path, config: SessionConfig | None = None) -> Any:
+    """A session for one graph of ``manifest`` on the runtime its answers are
+    pinned to: OpenVINO at the recorded precision for a bf16/int8 version (or
+    any version under ``backend="openvino"``), else ONNX Runtime
+    (:func:`create_session`). The thread count is the model's. Raises
+    :class:`~seedlock.core.manifest.ManifestError` when the backend asked for
+    cannot give this version's answers (a bf16/int8 version under
+    ``onnxruntime``, no OpenVINO, no bf16 on this CPU): the server skips the
+    version and serves the rest."""
+    from dataclasses import replace
+
+    from seedlock.core.manifest import ManifestError
+
+    config = replace(config or SessionConfig(), intra_op_threads=manifest.intra_op_threads)
+    if manifest.runtime == "openvino" and config.backend == "onnxruntime":
+        raise ManifestError(
+            f"model {manifest.name} version {manifest.version} is exported in {manifest.precision} and pinned to OpenVINO; "
+            "serve it with --backend auto or openvino, or export an fp32 version for ONNX Runtime"
+        )
+    if manifest.runtime == "openvino" or config.backend == "openvino":
+        from seedlock.core.openvino_runtime import OpenVINOSession
+
+        role = next((r for r, g in manifest.graphs.items() if g.file == Path(path).name), "model")
+        try:
+            return OpenVINOSession(path, manifest.precision_of(role), config.intra_op_threads)
+        except RuntimeError as exc:
+            raise ManifestError(f"model {manifest.name} version {manifest.version}: {exc}") from None
+    return create_session(path, config)

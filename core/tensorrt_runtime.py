@@ -13,7 +13,6 @@ come from :mod:`seedlock.core.cuda` (ctypes; no pycuda / cuda-python).
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -21,28 +20,12 @@ import numpy as np
 
 from seedlock.core import cuda
 from seedlock.core.engines import EngineRecord, mismatch
+from seedlock.core.graph_io import GraphInputError, TensorArg, same_kind
 
 # The label ModelRuntime.providers / ListModels report for graphs served by an
 # engine; distinct from ONNX Runtime's "TensorrtExecutionProvider", which
 # builds its own engines from the ONNX graph.
 ENGINE_PROVIDER = "TensorRTEngine"
-
-# numpy dtype -> ONNX Runtime's NodeArg.type string, so callers that read .type work unchanged.
-_ORT_TYPES = {
-    np.dtype(np.float32): "tensor(float)",
-    np.dtype(np.float16): "tensor(float16)",
-    np.dtype(np.float64): "tensor(double)",
-    np.dtype(np.int64): "tensor(int64)",
-    np.dtype(np.int32): "tensor(int32)",
-    np.dtype(np.int8): "tensor(int8)",
-    np.dtype(np.uint8): "tensor(uint8)",
-    np.dtype(np.bool_): "tensor(bool)",
-}
-
-
-def _kind(dtype: np.dtype) -> str:
-    return "int" if dtype.kind in "iu" else dtype.kind
-
 
 def _import_tensorrt() -> Any:
     try:
@@ -80,20 +63,8 @@ def host_refusal(record: EngineRecord) -> str | None:
     return mismatch(record, host)
 
 
-class EngineInputError(ValueError):
-    """A feed the engine cannot take: the request's fault (INVALID_ARGUMENT),
-    like onnxruntime's InvalidArgument."""
-
-
-@dataclass(frozen=True)
-class TensorArg:
-    """One engine input or output, shaped like ``onnxruntime.NodeArg``
-    (``shape``: None for a dynamic axis)."""
-
-    name: str
-    shape: list[int | None]
-    type: str
-    dtype: np.dtype
+# The engine session's name for a feed it cannot take (INVALID_ARGUMENT).
+EngineInputError = GraphInputError
 
 
 class EngineSession:
@@ -141,7 +112,7 @@ class EngineSession:
             except TypeError:
                 raise RuntimeError(f"{self.path}: tensor {name!r} has dtype {engine.get_tensor_dtype(name)}, which numpy cannot hold") from None
             shape = [int(d) for d in engine.get_tensor_shape(name)]
-            arg = TensorArg(name, [d if d >= 0 else None for d in shape], _ORT_TYPES.get(dtype, f"tensor({dtype.name})"), dtype)
+            arg = TensorArg.of(name, [d if d >= 0 else None for d in shape], dtype)
             if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 self._inputs[name] = arg
                 if all(d >= 0 for d in shape):  # static input: the profile is its shape
@@ -189,7 +160,7 @@ class EngineSession:
         array = np.asarray(value)
         # Cast within a kind only (float64 -> float32, int64 -> int32: an engine
         # may narrow what the ONNX graph declared); float for int is a caller's bug.
-        if _kind(array.dtype) != _kind(arg.dtype):
+        if not same_kind(array.dtype, arg.dtype):
             raise EngineInputError(f"input {name!r} has dtype {array.dtype}; the engine expects {arg.dtype}")
         lo, hi = self._profile[name]
         shape = array.shape

@@ -75,6 +75,7 @@ def export_checkpoint(
     task: str | None = None,
     log: Callable[[str], None] = print,
     intra_op_threads: int | None = None,
+    precision: str = "fp32",
     **options: Any,
 ) -> ExportResult:
     """Export any task's checkpoint with its task's exporter. ``task``, when
@@ -82,7 +83,9 @@ def export_checkpoint(
     task-specific (``size`` for segmenters, ``max_count`` for fingerprint GANs)
     and ``None`` values mean "the default". ``intra_op_threads``: the session
     thread count the model is pinned to (see
-    :func:`seedlock.export.repository.write_model_version`)."""
+    :func:`seedlock.export.repository.write_model_version`). ``precision``
+    "bf16"/"int8": an OpenVINO version gated against fp32
+    (:mod:`seedlock.export.precision`)."""
     from seedlock.train.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
@@ -101,7 +104,22 @@ def export_checkpoint(
     check_target(repository, name or row.model_name, version, overwrite)
     if intra_op_threads is not None:
         given["intra_op_threads"] = intra_op_threads
-    return module.export(ckpt, repository, name=name or row.model_name, version=version, overwrite=overwrite, log=log, **given)
+    name = name or row.model_name
+    if precision == "fp32":
+        return module.export(ckpt, repository, name=name, version=version, overwrite=overwrite, log=log, **given)
+    from seedlock.export.precision import check_precision, export_precision
+
+    check_precision(precision, row.name)
+    return export_precision(
+        lambda scratch: module.export(ckpt, scratch, name=name, version=version, overwrite=True, log=_scratch_log(log), **given),
+        repository, precision, overwrite, log,
+    )  # fmt: skip
+
+
+def _scratch_log(log: Callable[[str], None]) -> Callable[[str], None]:
+    """The fp32 export a reduced-precision one is derived from lands in a
+    scratch folder: say so instead of printing its path."""
+    return lambda line: log("fp32 export checked (the reference for the gate)" if line.startswith("wrote ") else line)
 
 
 def tool_versions() -> dict[str, str]:

@@ -41,25 +41,25 @@ def config_pbtxt(manifest: Manifest, max_batch_size: int | None = None) -> str:
 
 
 def runtime_reference(manifest: Manifest, folder: Path) -> list[str]:
-    """Run each reference input through ONNX Runtime as the server will (the
-    model's pinned thread count, CPU) and store the outputs beside the torch
-    ones, so a server can tell whether it reproduces the export host's bytes
+    """Run each reference input through the runtime the model is pinned to, as
+    the server will (ONNX Runtime, or OpenVINO at a bf16/int8 precision; the
+    model's thread count, CPU) and store the outputs beside the torch ones, so
+    a server can tell whether it reproduces the export host's bytes
     (``bit_exact_with_export``). Returns the files written."""
     graphs = manifest.reference.get("graphs", {})
     if not graphs:
         return []
     import numpy as np
 
-    from seedlock.core.sessions import SessionConfig, create_session
+    from seedlock.core.sessions import graph_session
 
-    config = SessionConfig(intra_op_threads=manifest.intra_op_threads)
     written: list[str] = []
     stored: dict[str, dict[str, str]] = {}
     for role, entry in sorted(graphs.items()):
         graph = manifest.graphs.get(role)
         if graph is None or not (folder / graph.file).is_file():
             continue
-        session = create_session(folder / graph.file, config)
+        session = graph_session(manifest, folder / graph.file)
         inputs = {tensor: np.load(folder / name, allow_pickle=False) for tensor, name in entry["inputs"].items()}
         names = sorted(entry["outputs"])
         stored[role] = {}

@@ -1,7 +1,8 @@
 """``seedlock export verify``: re-check an exported model on demand.
 
 1. Digests: every file matches the sha256 recorded in its manifest.
-2. Parity: ONNX Runtime, with the server's session settings, on every stored
+2. Parity: the runtime the model is pinned to (ONNX Runtime; OpenVINO for a
+   bf16/int8 version), with the server's session settings, on every stored
    reference input reproduces the torch output recorded at export time (within
    the export tolerance), and the task's pipeline (captions, a melody)
    reproduces the stored answer exactly; with ``checkpoint``, torch is re-run
@@ -56,10 +57,10 @@ def verify_backends(
 
 
 def reference_rows(mv: ModelVersion, sessions: Mapping[str, Any] | None = None) -> list[parity.ParityRow]:
-    """ONNX Runtime (sessions built as the server builds them) against the
-    manifest's stored reference: every referenced graph's outputs within the
+    """The runtime the model is pinned to (sessions built as the server builds
+    them) against the manifest's stored reference: every referenced graph's outputs within the
     tolerance, then the task's whole-pipeline answer exactly."""
-    from seedlock.core.sessions import create_session
+    from seedlock.core.sessions import graph_session
 
     ref = mv.manifest.reference
     tolerance = float(ref.get("tolerance", 1e-4))
@@ -67,7 +68,7 @@ def reference_rows(mv: ModelVersion, sessions: Mapping[str, Any] | None = None) 
     rows: list[parity.ParityRow] = []
     for role, entry in sorted(ref.get("graphs", {}).items()):
         if role not in sessions:
-            sessions[role] = create_session(mv.path(role))
+            sessions[role] = graph_session(mv.manifest, mv.path(role))
         feeds = {t: np.load(mv.folder / f, allow_pickle=False) for t, f in entry["inputs"].items()}
         want = {t: np.load(mv.folder / f, allow_pickle=False) for t, f in entry["outputs"].items()}
         got = sessions[role].run(list(want), feeds)
@@ -75,11 +76,16 @@ def reference_rows(mv: ModelVersion, sessions: Mapping[str, Any] | None = None) 
     if ref.get("task"):
         for role in mv.manifest.graphs:
             if role not in sessions:
-                sessions[role] = create_session(mv.path(role))
+                sessions[role] = graph_session(mv.manifest, mv.path(role))
         spec = tasks.get(mv.manifest.task).spec_class().from_manifest(mv.manifest)
         for case, expected, actual in spec.check_reference(sessions, mv.folder, ref["task"]):
             rows.append(parity.compare(case, np.asarray(expected), np.asarray(actual), 0.0))
     return rows
+
+
+def runtime_label(manifest: Any) -> str:
+    """What runs the version's graphs: "onnxruntime", or e.g. "openvino bf16"."""
+    return "onnxruntime" if manifest.runtime == "onnxruntime" else f"{manifest.runtime} {manifest.precision}"
 
 
 # Seed of the fresh inputs `verify --checkpoint` adds to the stored ones.
@@ -107,7 +113,7 @@ def fresh_cases(feeds: Mapping[str, np.ndarray], seed: int = FRESH_SEED) -> dict
 def torch_rows(mv: ModelVersion, checkpoint: str | Path) -> list[parity.ParityRow]:
     """torch (re-run from the checkpoint) against ONNX Runtime, every referenced
     graph, on the stored reference inputs and on fresh ones (:func:`fresh_cases`)."""
-    from seedlock.core.sessions import create_session
+    from seedlock.core.sessions import graph_session
     from seedlock.export.common import as_checkpoint
 
     task = tasks.get(mv.manifest.task)
@@ -117,13 +123,14 @@ def torch_rows(mv: ModelVersion, checkpoint: str | Path) -> list[parity.ParityRo
     tolerance = float(ref.get("tolerance", 1e-4))
     rows: list[parity.ParityRow] = []
     for role, entry in sorted(ref.get("graphs", {}).items()):
-        session = create_session(mv.path(role))
+        session = graph_session(mv.manifest, mv.path(role))
         stored = {t: np.load(mv.folder / f, allow_pickle=False) for t, f in entry["inputs"].items()}
         names = list(entry["outputs"])
         for label, feeds in fresh_cases(stored).items():
             want = graphs[role](feeds)
             got = session.run(names, feeds)
-            rows += [parity.compare(f"{role}/{t} {label}: torch vs onnxruntime", want[t], g, tolerance) for t, g in zip(names, got)]
+            rows += [parity.compare(f"{role}/{t} {label}: torch vs {runtime_label(mv.manifest)}", want[t], g, tolerance)
+                     for t, g in zip(names, got)]  # fmt: skip
     return rows
 
 
@@ -152,7 +159,8 @@ def verify_model(
         raise ExportError(f"{mv.folder}: cannot check the stored reference ({text})") from None
     if not rows:
         raise ExportError(f"{mv.folder} has no stored reference and no --checkpoint was given: nothing to compare")
-    log(parity.format_table(rows, reference="stored reference" if checkpoint is None else "stored reference / torch"))
+    log(parity.format_table(rows, reference="stored reference" if checkpoint is None else "stored reference / torch",
+                            candidate=runtime_label(mv.manifest)))  # fmt: skip
     if not all(r.ok for r in rows):
         raise ExportError("parity check failed")
     return rows

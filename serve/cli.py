@@ -18,6 +18,7 @@ def _names(value: str) -> list[str]:
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     from seedlock.core.argtypes import port
     from seedlock.core.imaging import MAX_PIXELS, MAX_SIDE
+    from seedlock.core.sessions import BACKENDS
     from seedlock.serve.defaults import DEFAULT_GRACE_S, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_QUEUE, DEFAULT_PORT
 
     parser.add_argument("--repository", required=True, help="model repository folder (Triton layout, from `seedlock export`)")
@@ -47,11 +48,13 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--providers", default=None,
                         help="ONNX Runtime execution providers in priority order, e.g. trt,cuda,cpu "
                         "(default: the best this build has: TensorRT > CUDA > CPU)")
-    parser.add_argument("--backend", choices=("auto", "onnxruntime", "tensorrt"), default="auto",
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="what runs the graphs: 'auto' uses a model version's TensorRT engine (from `seedlock export trt`) "
-                        "when this host can run it (same TensorRT, CUDA major and GPU as it was built with) and ONNX Runtime "
-                        "otherwise, with a warning saying why; 'tensorrt' also warns about models without an engine; "
-                        "'onnxruntime' ignores engines (default: %(default)s)")
+                        "when this host can run it (same TensorRT, CUDA major and GPU as it was built with), else the runtime "
+                        "the version is pinned to: ONNX Runtime for fp32 exports, OpenVINO for bf16/int8 ones (`seedlock export "
+                        "--precision`); 'tensorrt' also warns about models without an engine; 'onnxruntime' ignores engines "
+                        "and refuses bf16/int8 versions; 'openvino' runs every graph through OpenVINO on the CPU, fp32 "
+                        "versions in fp32 (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads each model version may keep busy (default: the cores available): it runs "
                         "threads / its intra-op threads instances. A session's own thread count is part of the model "

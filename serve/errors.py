@@ -109,14 +109,14 @@ def check_deadline(deadline: float | None, stop: threading.Event | None = None) 
 
 
 def _ort_invalid_argument() -> tuple[type[BaseException], ...]:
-    """The runtimes' "bad input" errors: onnxruntime's and the TensorRT engine session's."""
-    from seedlock.core.tensorrt_runtime import EngineInputError
+    """The runtimes' "bad input" errors: onnxruntime's, and the TensorRT and OpenVINO sessions'."""
+    from seedlock.core.graph_io import GraphInputError
 
     try:
         from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
     except ImportError:  # pragma: no cover - onnxruntime layout changed
-        return (EngineInputError,)
-    return (InvalidArgument, EngineInputError)
+        return (GraphInputError,)
+    return (InvalidArgument, GraphInputError)
 
 
 _ORT_INVALID = _ort_invalid_argument()

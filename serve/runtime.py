@@ -1,6 +1,7 @@
 """Sessions for served models: a prebuilt TensorRT engine where the model
-version has one this host can run, else ONNX Runtime through the one session
-factory, :func:`seedlock.core.sessions.create_session`. The backend
+version has one this host can run, else the runtime the version is pinned to
+(ONNX Runtime, or OpenVINO for bf16/int8 exports) through the one session
+factory, :func:`seedlock.core.sessions.graph_session`. The backend
 (``--backend``) decides whether engines recorded in the manifest (``seedlock
 export trt``) are used.
 """
@@ -15,15 +16,16 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from seedlock.core.manifest import GraphSpec, Manifest, ManifestError
-from seedlock.core.sessions import SessionConfig, create_session
+from seedlock.core.sessions import SessionConfig, graph_session
 from seedlock.core.tensorrt_runtime import EngineSession, host_refusal
 
 log = logging.getLogger("seedlock.serve")
 
 
 class GraphSession(Protocol):
-    """What the server uses of a session: ``onnxruntime.InferenceSession`` or
-    :class:`~seedlock.core.tensorrt_runtime.EngineSession`."""
+    """What the server uses of a session: ``onnxruntime.InferenceSession``,
+    :class:`~seedlock.core.tensorrt_runtime.EngineSession` or
+    :class:`~seedlock.core.openvino_runtime.OpenVINOSession`."""
 
     def run(self, output_names: Sequence[str] | None, feeds: dict[str, np.ndarray]) -> list[Any]: ...
     def get_inputs(self) -> list[Any]: ...
@@ -121,12 +123,14 @@ def load_runtime(manifest: Manifest, folder: Path, config: SessionConfig) -> Mod
         engine_wanted = config.backend == "tensorrt" or (config.backend == "auto" and role in manifest.engines)
         session, why_not = _engine_session(manifest, folder, spec, role) if engine_wanted else (None, "")
         if session is None:
-            session = create_session(folder / spec.file, config)
+            session = graph_session(manifest, folder / spec.file, config)
             check_graph(session, spec, role)
             if why_not:
                 log.warning(
-                    "model %s version %d graph %r: %s; serving %s through ONNX Runtime (%s) instead",
-                    manifest.name, manifest.version, role, why_not, spec.file, ", ".join(session.get_providers()),
+                    "model %s version %d graph %r: %s; serving %s through %s (%s) instead",
+                    manifest.name, manifest.version, role, why_not, spec.file,
+                    "OpenVINO" if manifest.runtime == "openvino" or config.backend == "openvino" else "ONNX Runtime",
+                    ", ".join(session.get_providers()),
                 )
         sessions[role] = session
     return ModelRuntime(manifest, folder, sessions)

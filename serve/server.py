@@ -190,8 +190,10 @@ def start_server(
     wins). ``workers``: threads decoding and encoding requests.
 
     ``backend``: "auto" serves a graph through its TensorRT engine (``seedlock
-    export trt``) when this host can run it, else through ONNX Runtime;
-    "onnxruntime" ignores engines; "tensorrt" is "auto" that also warns about
+    export trt``) when this host can run it, else through the runtime the
+    version is pinned to (ONNX Runtime; OpenVINO for bf16/int8 exports);
+    "onnxruntime" ignores engines and skips bf16/int8 versions; "openvino" runs
+    every graph through OpenVINO; "tensorrt" is "auto" that also warns about
     models without an engine.
 
     ``image_limits``: the largest image a request may send, read from its

@@ -160,7 +160,7 @@ def test_engine_session_refuses_clearly_without_tensorrt(tmp_path):
 
 
 def test_unknown_backend_is_a_user_error():
-    with pytest.raises(UserError, match="backend 'tensorrt-llm' is not one of auto, onnxruntime, tensorrt"):
+    with pytest.raises(UserError, match="backend 'tensorrt-llm' is not one of auto, onnxruntime, openvino, tensorrt"):
         SessionConfig(backend="tensorrt-llm")
 
 

@@ -165,6 +165,18 @@ class CaptionData:
     vocab: Vocabulary
 
 
+def folder_split(count: int, cfg: CaptionConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, validation) indices of a caption folder of ``count``
+    images: a ``data_seed`` permutation, ``n_val`` (default a tenth, at most
+    1000) for validation, the rest (at most ``n_train``) for training."""
+    order = SeedStream(cfg.data_seed).permutation(count)
+    n_val = min(cfg.n_val or max(1, min(1000, count // 10)), count - 1)
+    val, train = order[:n_val], order[n_val:]
+    if cfg.n_train:
+        train = train[: cfg.n_train]
+    return np.sort(train), np.sort(val)
+
+
 def load_data(cfg: CaptionConfig) -> CaptionData:
     if cfg.data == "scenes":
         from seedlock.train.data.caption_scenes import VAL_OFFSET, caption_scenes
@@ -179,12 +191,8 @@ def load_data(cfg: CaptionConfig) -> CaptionData:
         corpus = load_caption_file(cfg.data, cfg.images, cfg.split)
         if len(corpus) < 2:
             raise UserError(f"{cfg.data}: need at least 2 captioned images (one for validation), found {len(corpus)}")
-        order = SeedStream(cfg.data_seed).permutation(len(corpus))
-        n_val = min(cfg.n_val or max(1, min(1000, len(corpus) // 10)), len(corpus) - 1)
-        val, train = order[:n_val], order[n_val:]
-        if cfg.n_train:
-            train = train[: cfg.n_train]
-        tr, va = corpus.subset(np.sort(train)), corpus.subset(np.sort(val))
+        train, val = folder_split(len(corpus), cfg)
+        tr, va = corpus.subset(train), corpus.subset(val)
         tr_img, tr_cap = load_images(tr, cfg.size), tr.captions
         va_img, va_cap = load_images(va, cfg.size), va.captions
     vocab = Vocabulary.build((c for caps in tr_cap for c in caps), cfg.min_count)
