@@ -190,8 +190,8 @@ def provider_session(model: str | Path | bytes, provider: str, intra_op_threads:
 
 def graph_session(manifest: "Manifest", path: str | Path, config: SessionConfig | None = None) -> Any:
     """A session for one graph of ``manifest`` on the runtime its answers are
-    pinned to: OpenVINO at the recorded precision for a bf16/int8 version (or
-    any version under ``backend="openvino"``), else ONNX Runtime
+    pinned to: OpenVINO at the recorded precision for a bf16/int8 graph (or any
+    graph under ``backend="openvino"``), else ONNX Runtime
     (:func:`create_session`). The thread count is the model's. Raises
     :class:`~seedlock.core.manifest.ManifestError` when the backend asked for
     cannot give this version's answers (a bf16/int8 version under
@@ -207,12 +207,16 @@ def graph_session(manifest: "Manifest", path: str | Path, config: SessionConfig 
             f"model {manifest.name} version {manifest.version} is exported in {manifest.precision} and pinned to OpenVINO; "
             "serve it with --backend auto or openvino, or export an fp32 version for ONNX Runtime"
         )
-    if manifest.runtime == "openvino" or config.backend == "openvino":
+    role = next((r for r, g in manifest.graphs.items() if g.file == Path(path).name), "model")
+    precision = manifest.precision_of(role)
+    # A graph a reduced-precision version keeps in fp32 (a decoder step) runs on
+    # ONNX Runtime, as in the fp32 export: the same answers, and a small graph
+    # called once per token pays OpenVINO's larger per-call cost.
+    if config.backend == "openvino" or precision != "fp32":
         from seedlock.core.openvino_runtime import OpenVINOSession
 
-        role = next((r for r, g in manifest.graphs.items() if g.file == Path(path).name), "model")
         try:
-            return OpenVINOSession(path, manifest.precision_of(role), config.intra_op_threads)
+            return OpenVINOSession(path, precision, config.intra_op_threads)
         except RuntimeError as exc:
             raise ManifestError(f"model {manifest.name} version {manifest.version}: {exc}") from None
     return create_session(path, config)

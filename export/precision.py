@@ -23,7 +23,8 @@ agreement gate against the fp32 export.
    (the sequence tasks' gates and calibration sets are in
    :mod:`seedlock.export.precision_sequence`). When reducing every graph of a
    sequence model fails, only its encoder is reduced and the decoder step,
-   whose rounding compounds over each token it feeds back, stays fp32.
+   whose rounding compounds over each token it feeds back, stays fp32 (on
+   ONNX Runtime, as the fp32 export runs it).
 4. The version is written with ``session.runtime = "openvino"``,
    ``session.precision`` and ``session.graphs`` (each graph's); its runtime
    reference comes from OpenVINO, so the server's ``bit_exact_with_export``
@@ -195,7 +196,8 @@ def _sessions(manifest: Manifest, folder: Path) -> Sessions:
 def _candidate(base: Manifest, fp32_folder: Path, folder: Path, precision: str, reduced: tuple[str, ...],
                feeds: dict[str, list[dict[str, np.ndarray]]], source: str, seed: int) -> tuple[Manifest, dict[str, bytes]]:  # fmt: skip
     """The manifest and files of a version whose ``reduced`` graphs run at
-    ``precision`` (the rest in fp32, on OpenVINO too), written into ``folder``."""
+    ``precision`` on OpenVINO (the rest in fp32 on ONNX Runtime, as exported),
+    written into ``folder``."""
     from seedlock.export.quantize import calibration_record, quantize_int8
 
     files = {name: (fp32_folder / name).read_bytes() for name in base.files if not name.startswith("reference.runtime.")}
@@ -253,7 +255,7 @@ def export_precision(
             if agreement.passed:
                 break
             if attempt + 1 < len(plans):
-                log(f"retrying with only {', '.join(plans[attempt + 1])} in {precision}, the other graphs in fp32")
+                log(f"retrying with only {', '.join(plans[attempt + 1])} in {precision}, the other graphs in fp32 (ONNX Runtime)")
         else:
             raise ExportError(f"the {precision} version agrees with fp32 below the gate ({agreement.measure}"
                               + ("" if len(reduced) == len(base.graphs) else f", {', '.join(reduced)} alone") + ": "

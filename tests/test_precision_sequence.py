@@ -310,6 +310,6 @@ def test_a_failing_decoder_step_falls_back_to_the_encoder_alone(captioner, tmp_p
     assert list(written.session["calibration"]) == ["encoder"]
     assert written.metrics["precision_agreement"]["graphs"] == ["encoder"]
     providers = {role: graph_session(written, result.folder / g.file).get_providers() for role, g in written.graphs.items()}
-    assert providers == {"encoder": ["OpenVINO:int8"], "decoder_step": ["OpenVINO:fp32"]}
+    assert providers == {"encoder": ["OpenVINO:int8"], "decoder_step": ["CPUExecutionProvider"]}  # fp32 graphs: ONNX Runtime
     assert b"QuantizeLinear" in (result.folder / written.graphs["encoder"].file).read_bytes()
     assert b"QuantizeLinear" not in (result.folder / written.graphs["decoder_step"].file).read_bytes()
