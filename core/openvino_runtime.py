@@ -54,14 +54,16 @@ def _import_openvino() -> Any:
     return openvino
 
 
+@functools.cache
 def openvino_unavailable(precision: str = "fp32") -> str | None:
-    """Why OpenVINO cannot run a ``precision`` graph on this host's CPU, or None."""
+    """Why OpenVINO cannot run a ``precision`` graph on this host's CPU, or None
+    (asked once per process: neither the package nor the CPU changes)."""
     try:
-        ov = _import_openvino()
+        core = _core()
     except RuntimeError as exc:
         return str(exc)
     if precision == "bf16":
-        capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         if "BF16" not in capabilities:
             # OpenVINO would silently fall back to fp32: other answers than the export's.
             return f"this CPU has no bf16 instructions (OpenVINO reports {', '.join(capabilities)})"
@@ -201,3 +203,8 @@ def _arg(port: Any) -> TensorArg:
     shape = port.get_partial_shape()
     dims = [None if d.is_dynamic else int(d.get_length()) for d in shape] if shape.rank.is_static else []
     return TensorArg.of(port.get_any_name(), dims, port.get_element_type().to_dtype())
+
+
+def is_openvino(session: Any) -> bool:
+    """Whether ``session`` (any runtime's) runs on OpenVINO."""
+    return any(p.startswith(PROVIDER_PREFIX + ":") for p in session.get_providers())

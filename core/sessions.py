@@ -220,3 +220,8 @@ def graph_session(manifest: "Manifest", path: str | Path, config: SessionConfig 
         except RuntimeError as exc:
             raise ManifestError(f"model {manifest.name} version {manifest.version}: {exc}") from None
     return create_session(path, config)
+
+
+def graph_sessions(manifest: "Manifest", folder: str | Path, config: SessionConfig | None = None) -> dict[str, Any]:
+    """:func:`graph_session` for every graph of ``manifest``, by role."""
+    return {role: graph_session(manifest, Path(folder) / g.file, config) for role, g in manifest.graphs.items()}

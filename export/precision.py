@@ -47,6 +47,7 @@ from seedlock.core.errors import UserError
 from seedlock.core.manifest import Manifest
 from seedlock.core.openvino_runtime import PRECISIONS, openvino_unavailable
 from seedlock.core.rng import SeedStream
+from seedlock.core.sessions import graph_sessions
 from seedlock.export import precision_sequence as seq
 from seedlock.export.errors import ExportError
 
@@ -99,6 +100,9 @@ def _segmentation_data(manifest: Manifest, split: str) -> tuple[Any, list[np.nda
     except KeyError as exc:
         raise ExportError(f"the checkpoint's config has no {exc.args[0]!r}: cannot rebuild its data splits") from None
     source = train if split == "train" else val
+    if not len(source):
+        raise ExportError(f"the checkpoint's {split} split is empty (config data {cfg['data']!r}): nothing to "
+                          "calibrate or gate on; export in fp32")  # fmt: skip
     return spec, [source[i][0] for i in range(len(source))]
 
 
@@ -187,12 +191,6 @@ def check_precision(precision: str, task: str) -> None:
         raise UserError(f"--precision {precision} needs OpenVINO on this CPU: {reason}")
 
 
-def _sessions(manifest: Manifest, folder: Path) -> Sessions:
-    from seedlock.core.sessions import graph_session
-
-    return {role: graph_session(manifest, folder / g.file) for role, g in manifest.graphs.items()}
-
-
 def _candidate(base: Manifest, fp32_folder: Path, folder: Path, precision: str, reduced: tuple[str, ...],
                feeds: dict[str, list[dict[str, np.ndarray]]], source: str, seed: int) -> tuple[Manifest, dict[str, bytes]]:  # fmt: skip
     """The manifest and files of a version whose ``reduced`` graphs run at
@@ -244,12 +242,12 @@ def export_precision(
         if precision == "int8":
             feeds, source = task.calibrate(base, fp32.folder, calibration_samples, calibration_seed)
             log(f"int8: calibrating on {source} (seed {calibration_seed})")
-        reference = _sessions(base, fp32.folder)
+        reference = graph_sessions(base, fp32.folder)
         plans = [tuple(sorted(base.graphs))] + ([task.fallback] if task.fallback else [])
         for attempt, reduced in enumerate(plans):
             folder = Path(tmp) / f"candidate{attempt}"
             manifest, files = _candidate(base, fp32.folder, folder, precision, reduced, feeds, source, calibration_seed)
-            candidate = _sessions(manifest, folder)
+            candidate = graph_sessions(manifest, folder)
             agreement = task.gate(manifest, reference, candidate)
             log(agreement.table(precision, "all" if len(reduced) == len(base.graphs) else ", ".join(reduced)))
             if agreement.passed:

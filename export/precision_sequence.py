@@ -82,10 +82,9 @@ class RecordingSession:
 
 def fp32_sessions(manifest: Manifest, folder: str | Path) -> dict[str, Any]:
     """ONNX Runtime sessions of an fp32 version's graphs, with the server's settings and the model's thread count."""
-    from seedlock.core.sessions import SessionConfig, graph_session
+    from seedlock.core.sessions import SessionConfig, graph_sessions
 
-    config = SessionConfig(backend="onnxruntime")
-    return {role: graph_session(manifest, Path(folder) / g.file, config) for role, g in manifest.graphs.items()}
+    return graph_sessions(manifest, folder, SessionConfig(backend="onnxruntime"))
 
 
 def sample_step_feeds(feeds: list[Feeds], seed: int, limit: int = MAX_STEP_FEEDS) -> list[Feeds]:

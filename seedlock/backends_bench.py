@@ -28,7 +28,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import shutil
 import statistics
 import tempfile
@@ -38,7 +37,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from seedlock.bench import percentile, summarize, write_report
+from seedlock.bench import load_average, percentile, summarize, write_report
 from seedlock.core.argtypes import positive_int, positive_int_list
 from seedlock.core.errors import UserError
 
@@ -302,13 +301,6 @@ def _count_gflop(folder: Path, manifest: Any, role: str, feeds: dict[str, np.nda
     return counted.gflop, None
 
 
-def _load_average() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:  # pragma: no cover - not available
-        return None
-
-
 def _prepare(backend: str, mv: Any, args: argparse.Namespace, threads: int, batches: list[int], scratch: Path,
              int8_paths: Callable[[], dict[str, Path]]) -> dict[str, Runner]:
     folder, manifest = mv.folder, mv.manifest
@@ -355,7 +347,7 @@ def _bench_backends(args: argparse.Namespace) -> int:
         "bench": "backends", "model": mv.manifest.name, "version": mv.manifest.version,
         "batches": batches, "size": args.size or mv.manifest.preprocess.get("size"),
         "intra_op_threads_cpu": threads, "runs": args.runs, "warmup": args.warmup, "rounds": args.rounds,
-        "reference": REFERENCE, "host": host_cpu(), "load_average": {"start": _load_average()},
+        "reference": REFERENCE, "host": host_cpu(), "load_average": {"start": load_average()},
         "backends": {}, "gflop": {}, "other_load": {},
     }  # fmt: skip
     cpu_requested = any(b in CPU_PRECISION for b in backends)
@@ -428,7 +420,7 @@ def _bench_backends(args: argparse.Namespace) -> int:
                         stats["agreement"] = agreement(ref[1], outputs, names)
                     graphs.setdefault(role, {})[str(batch)] = stats
     gemm_peaks("end")
-    report["load_average"]["end"] = _load_average()
+    report["load_average"]["end"] = load_average()
     if cpu_requested:
         _add_floors(report)
     report["warnings"] = report.get("warnings", []) + _busy_host_warnings(report)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -59,6 +60,15 @@ def time_calls(fn: Callable[[], Any], runs: int, warmup: int) -> dict[str, float
         "min_ms": min(samples),
         "mean_ms": statistics.fmean(samples),
     }
+
+
+def load_average() -> list[float]:
+    """The host's 1/5/15-minute load averages (empty where there are none):
+    every report records them, this machine being shared."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # pragma: no cover - not Unix
+        return []
 
 
 def write_report(report: dict, path: str | None) -> None:

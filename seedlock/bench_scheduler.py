@@ -44,7 +44,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from seedlock.bench import percentile
+from seedlock.bench import load_average, percentile
 from seedlock.bench_segment import _levels, _Server, measure_cpu
 from seedlock.core.errors import UserError
 
@@ -113,13 +113,6 @@ def _triton_caller(address: str, model: str, row: dict[str, np.ndarray]) -> Call
         return lambda: client.infer(model, inputs)
 
     return make
-
-
-def _load_average() -> list[float]:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:  # pragma: no cover - not Unix
-        return []
 
 
 def _bench_model(args: argparse.Namespace, name: str) -> dict[str, Any]:
@@ -212,12 +205,12 @@ def _plot(results: list[dict[str, Any]], path: str) -> None:
 def _bench(args: argparse.Namespace) -> int:
     import onnxruntime as ort
 
-    load_before = _load_average()
+    load_before = load_average()
     results = [_bench_model(args, name) for name in args.models]
     report = {
         "bench": "scheduler", "client": "tritonclient.grpc, default options, one client per thread",
         "concurrency": args.concurrency, "requests_per_level": args.requests, "models": results,
-        "load_average_before": load_before, "load_average_after": _load_average(),
+        "load_average_before": load_before, "load_average_after": load_average(),
         "environment": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
                         "onnxruntime": ort.__version__, "machine": platform.machine()},
     }  # fmt: skip

@@ -16,6 +16,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from seedlock.core.manifest import GraphSpec, Manifest, ManifestError
+from seedlock.core.openvino_runtime import is_openvino
 from seedlock.core.sessions import SessionConfig, graph_session
 from seedlock.core.tensorrt_runtime import EngineSession, host_refusal
 
@@ -129,7 +130,7 @@ def load_runtime(manifest: Manifest, folder: Path, config: SessionConfig) -> Mod
                 log.warning(
                     "model %s version %d graph %r: %s; serving %s through %s (%s) instead",
                     manifest.name, manifest.version, role, why_not, spec.file,
-                    "OpenVINO" if manifest.runtime == "openvino" or config.backend == "openvino" else "ONNX Runtime",
+                    "OpenVINO" if is_openvino(session) else "ONNX Runtime",
                     ", ".join(session.get_providers()),
                 )
         sessions[role] = session
